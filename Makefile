@@ -1,0 +1,47 @@
+# Agora: `make run` brings the whole system up on embedded defaults; `make test` runs the suite.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: help uv install run run-detach down status test lint fmt typecheck check bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+uv: ## install uv when it is missing
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+install: uv ## install every package of the workspace into .venv
+	$(UV) sync --all-packages --locked
+
+run: install ## start the whole stack in the foreground (Ctrl-C stops it)
+	$(UV) run agora up
+
+run-detach: install ## start the stack in the background
+	$(UV) run agora up --detach
+
+down: install ## stop every process the stack started
+	$(UV) run agora down
+
+status: install ## show what runs where
+	$(UV) run agora status
+
+test: install ## run the test suite against the embedded stack
+	$(UV) run pytest
+
+lint: install ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+fmt: install ## format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+typecheck: install ## mypy --strict
+	$(UV) run mypy
+
+check: lint typecheck test ## everything CI runs
+
+clean: ## remove local state (stops the stack first)
+	-$(UV) run agora down
+	rm -rf .agora .mypy_cache .pytest_cache .ruff_cache

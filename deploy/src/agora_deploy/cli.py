@@ -1,0 +1,5 @@
+"""The agora command line."""
+
+
+def main() -> None:
+    """Run the agora CLI."""

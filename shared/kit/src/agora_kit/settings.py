@@ -1,0 +1,117 @@
+"""The settings base every service extends: one pydantic-settings class per service."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that must never reach production as secrets.
+INSECURE_SECRETS = frozenset({"", "changeme", "change-me", "secret", "development", "dev"})
+
+
+class Environment(StrEnum):
+    """Where a service runs; insecure defaults are only accepted in development."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by every Agora service.
+
+    Each service subclasses this with its own ``env_prefix`` for its own settings; the shared
+    infrastructure URLs are read without a prefix (``DATABASE_URL``, ``REDIS_URL``, ...), the
+    names the launcher and docker-compose set (INTERFACES.md §1).
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    service_name: str = "agora"
+    env: Environment = Field(default=Environment.DEVELOPMENT, validation_alias="AGORA_ENV")
+
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+        validation_alias="DATABASE_URL",
+    )
+    db_pool_size: int = Field(default=5, ge=1, validation_alias="DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=5, ge=0, validation_alias="DB_MAX_OVERFLOW")
+    db_pool_recycle_s: int = Field(default=1800, ge=30, validation_alias="DB_POOL_RECYCLE_S")
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias="DB_CONNECT_TIMEOUT_S")
+    db_statement_timeout_ms: int = Field(
+        default=10_000, ge=100, validation_alias="DB_STATEMENT_TIMEOUT_MS"
+    )
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    redis_timeout_s: float = Field(default=2.0, gt=0, validation_alias="REDIS_TIMEOUT_S")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    #: On for Apache Kafka; the embedded broker (Tansu) rejects it, so the launcher sets it off.
+    kafka_enable_idempotence: bool = Field(
+        default=True, validation_alias="KAFKA_ENABLE_IDEMPOTENCE"
+    )
+    kafka_request_timeout_ms: int = Field(
+        default=10_000, ge=1000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS"
+    )
+    kafka_topic_partitions: int = Field(default=3, ge=1, validation_alias="KAFKA_TOPIC_PARTITIONS")
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, validation_alias="KAFKA_REPLICATION_FACTOR"
+    )
+
+    jwks_url: str = Field(
+        default="http://127.0.0.1:8001/.well-known/jwks.json", validation_alias="JWKS_URL"
+    )
+    jwt_issuer: str = Field(default="agora-users", validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field(default="agora", validation_alias="JWT_AUDIENCE")
+
+    cors_origins: list[str] = Field(default_factory=list, validation_alias="CORS_ORIGINS")
+    #: ``X-Process-Time`` sharpens timing attacks on login: on by default in development only.
+    process_time_header: bool | None = Field(default=None, validation_alias="PROCESS_TIME_HEADER")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_json: bool = Field(default=True, validation_alias="LOG_JSON")
+
+    #: Sent in ``Retry-After`` when a dependency is down.
+    retry_after_s: int = Field(default=5, ge=1, validation_alias="RETRY_AFTER_S")
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, validation_alias="SHUTDOWN_TIMEOUT_S")
+
+    @property
+    def is_development(self) -> bool:
+        """Whether insecure development defaults are acceptable."""
+        return self.env is Environment.DEVELOPMENT
+
+    @property
+    def show_process_time(self) -> bool:
+        """Whether responses carry ``X-Process-Time``."""
+        if self.process_time_header is None:
+            return self.is_development
+        return self.process_time_header
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Return every ``SecretStr`` setting by name (checked outside development)."""
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SecretStr)
+        }
+
+    @model_validator(mode="after")
+    def _refuse_insecure_secrets(self) -> Self:
+        if self.is_development:
+            return self
+        weak = [
+            name
+            for name, value in self.secret_fields().items()
+            if value.get_secret_value().strip().lower() in INSECURE_SECRETS
+            or len(value.get_secret_value()) < 16
+        ]
+        if weak:
+            raise ValueError(
+                f"insecure value for {', '.join(sorted(weak))}: set a real secret "
+                f"(at least 16 characters) outside AGORA_ENV=development"
+            )
+        return self
