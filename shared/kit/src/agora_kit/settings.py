@@ -79,6 +79,27 @@ class ServiceSettings(BaseSettings):
     retry_after_s: int = Field(default=5, ge=1, validation_alias="RETRY_AFTER_S")
     shutdown_timeout_s: float = Field(default=10.0, gt=0, validation_alias="SHUTDOWN_TIMEOUT_S")
 
+    # --- part "http": HTTP conventions, auth, idempotency, health (agora_kit.app & co) ---
+    http_timeout_s: float = Field(default=5.0, gt=0, validation_alias="HTTP_TIMEOUT_S")
+    #: Request bodies above this size get 413 (the gateway enforces its own limit too).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, validation_alias="MAX_BODY_BYTES")
+    health_timeout_s: float = Field(default=2.0, gt=0, validation_alias="HEALTH_TIMEOUT_S")
+    redis_retries: int = Field(default=3, ge=0, le=10, validation_alias="REDIS_RETRIES")
+    redis_health_check_interval_s: int = Field(
+        default=15, ge=1, validation_alias="REDIS_HEALTH_CHECK_INTERVAL_S"
+    )
+    jwt_leeway_s: int = Field(default=10, ge=0, le=120, validation_alias="JWT_LEEWAY_S")
+    #: How long fetched keys are trusted before a background refresh drops removed ones.
+    jwks_cache_ttl_s: float = Field(default=300.0, ge=1, validation_alias="JWKS_CACHE_TTL_S")
+    #: An unknown ``kid`` triggers at most one JWKS refetch per this interval per kid.
+    jwks_refetch_interval_s: float = Field(
+        default=10.0, ge=0, validation_alias="JWKS_REFETCH_INTERVAL_S"
+    )
+    idempotency_ttl_s: int = Field(default=86_400, ge=60, validation_alias="IDEMPOTENCY_TTL_S")
+    #: How long a "processing" claim lives: a crashed request frees its key after this.
+    idempotency_lock_ttl_s: int = Field(default=60, ge=1, validation_alias="IDEMPOTENCY_LOCK_TTL_S")
+    # --- end of part "http" ---
+
     @property
     def is_development(self) -> bool:
         """Whether insecure development defaults are acceptable."""
