@@ -1,0 +1,1 @@
+"""Embedded launchers: PostgreSQL, Redis, the Tansu broker and the mail sink as local processes."""
