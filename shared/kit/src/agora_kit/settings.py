@@ -100,6 +100,23 @@ class ServiceSettings(BaseSettings):
     idempotency_lock_ttl_s: int = Field(default=60, ge=1, validation_alias="IDEMPOTENCY_LOCK_TTL_S")
     # --- end of part "http" ---
 
+    # --- part "data": outbox relay and outbox retention (agora_kit.relay) ---
+    #: Published outbox rows keep their payload this long (replay after a broker loss), then
+    #: ``value`` and ``headers`` are scrubbed: they may hold personal data.
+    outbox_retention_days: float = Field(
+        default=7.0, gt=0, validation_alias="OUTBOX_RETENTION_DAYS"
+    )
+    #: Scrubbed rows (ids, topics, keys, times) are deleted after this many days.
+    outbox_delete_after_days: float = Field(
+        default=30.0, gt=0, validation_alias="OUTBOX_DELETE_AFTER_DAYS"
+    )
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000, validation_alias="RELAY_BATCH_SIZE")
+    #: The relay wakes on NOTIFY; this is the fallback poll when a notification is missed.
+    relay_poll_interval_s: float = Field(
+        default=1.0, gt=0, le=60, validation_alias="RELAY_POLL_INTERVAL_S"
+    )
+    # --- end of part "data" ---
+
     @property
     def is_development(self) -> bool:
         """Whether insecure development defaults are acceptable."""
