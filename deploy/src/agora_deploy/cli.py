@@ -1,5 +1,119 @@
-"""The agora command line."""
+"""The ``agora`` command line: run, stop and inspect the stack."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agora_deploy.launchers.process import LaunchError
+from agora_deploy.stack import (
+    ComponentInfo,
+    Infra,
+    default_state_dir,
+    read_stack,
+    running_pids,
+    stop_recorded,
+)
+from agora_deploy.up import UpOptions, bring_up
+
+app = typer.Typer(
+    name="agora",
+    help="Run, stop and inspect the Agora stack.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def components_table(components: list[ComponentInfo]) -> Table:
+    """A table of what runs where."""
+    table = Table(title="Agora stack")
+    for column in ("component", "state", "url", "pid", "more"):
+        table.add_column(column)
+    for comp in components:
+        more = " ".join(f"{k}={v}" for k, v in comp.extra.items())
+        table.add_row(comp.name, comp.state, comp.url, str(comp.pid or "-"), more)
+    return table
+
+
+@app.command()
+def up(
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and return.")] = False,
+    reload: Annotated[bool, typer.Option(help="Restart services on code change.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="uvicorn workers per service")] = 1,
+) -> None:
+    """Start Postgres, Redis, the broker, the mail sink and the services (Ctrl-C stops all)."""
+    state_dir = default_state_dir()
+    alive = running_pids(state_dir)
+    if alive:
+        err.print(
+            f"[red]Agora is already running[/red] (pids {', '.join(map(str, alive))}, "
+            f"{state_dir / 'stack.json'}). Run `agora down` first, or `agora status`."
+        )
+        raise typer.Exit(1)
+    infra = Infra(state_dir, die_with_parent=not detach)
+    stop_event = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_event.set()
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        with console.status("starting the stack..."):
+            bring_up(infra, UpOptions(workers=workers, reload=reload))
+    except (LaunchError, KeyboardInterrupt) as exc:
+        err.print(f"[red]start failed:[/red] {exc}")
+        infra.stop()
+        infra.write()
+        raise typer.Exit(1) from None
+    console.print(components_table(infra.ordered()))
+    if detach:
+        console.print("Running in the background. `agora status` shows it, `agora down` stops it.")
+        return
+    console.print("Press Ctrl-C to stop.")
+    try:
+        while not stop_event.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with console.status("stopping..."):
+            infra.stop()
+            infra.write()
+        console.print("Stopped.")
+
+
+@app.command()
+def down() -> None:
+    """Stop every process the stack started (no process is left)."""
+    stopped = stop_recorded(default_state_dir())
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print INTERFACES.md §1 JSON.")] = False,
+) -> None:
+    """Show what runs where."""
+    components = read_stack(default_state_dir())
+    if as_json:
+        typer.echo(json.dumps({"components": [c.to_json() for c in components]}, indent=2))
+        return
+    if not components:
+        console.print("Agora is not running (no .agora/stack.json). Start it with `make run`.")
+        return
+    console.print(components_table(components))
 
 
 def main() -> None:
-    """Run the agora CLI."""
+    """Entry point of the ``agora`` script."""
+    app()

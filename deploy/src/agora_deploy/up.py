@@ -1,0 +1,149 @@
+"""Bring the stack up: infrastructure, databases, topics, migrations, services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agora_contract import topics
+from agora_kit.kafka import ensure_topics
+from agora_kit.settings import ServiceSettings
+
+from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
+from agora_deploy.services import SERVICES, ServiceSpec
+from agora_deploy.stack import ComponentInfo, Infra, database_url
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """How ``agora up`` runs the services."""
+
+    workers: int = 1
+    reload: bool = False
+    gateway_port: int = 8080
+
+
+def all_topics() -> list[str]:
+    """Every topic the stack needs: domain topics plus each group's retry and dead-letter."""
+    names = list(topics.DOMAIN_TOPICS)
+    for spec in SERVICES:
+        for group in spec.consumer_groups:
+            names += [topics.retry_topic(group), topics.dead_letter_topic(group)]
+    return names
+
+
+def create_topics(bootstrap: str, *, idempotence: bool) -> None:
+    """Create the stack's topics (never left to broker auto-creation)."""
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_enable_idempotence=idempotence,
+        service_name="agora-up",
+    )
+    asyncio.run(ensure_topics(settings, all_topics()))
+
+
+def _ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as resp:  # noqa: S310
+                return int(resp.status) == 200
+        except OSError:
+            return False
+
+    return check
+
+
+def service_env(infra: Infra, spec: ServiceSpec, urls: dict[str, str]) -> dict[str, str]:
+    """The environment one service gets (INTERFACES.md §1)."""
+    pg = infra.components["postgres"].url
+    kafka = infra.components["kafka"]
+    env = {
+        **os.environ,
+        "AGORA_ENV": os.environ.get("AGORA_ENV", "development"),
+        "AGORA_HOME": str(infra.state_dir),
+        "DATABASE_URL": database_url(pg, spec.database),
+        "REDIS_URL": infra.components["redis"].url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.url,
+        "KAFKA_ENABLE_IDEMPOTENCE": "false" if kafka.extra.get("flavour") == "tansu" else "true",
+        "SMTP_URL": infra.components["mail"].extra.get("smtp_url", ""),
+        "JWKS_URL": f"{urls.get('users', '')}/.well-known/jwks.json",
+        "PUBLIC_URL": f"http://{HOST}:{urls.get('gateway_port', '8080')}",
+        **{f"{name.upper()}_URL": url for name, url in urls.items() if name != "gateway_port"},
+        **spec.env,
+    }
+    return env
+
+
+def migrate(spec: ServiceSpec, env: dict[str, str]) -> None:
+    """Run the service's Alembic migrations to head."""
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=spec.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise LaunchError(
+            f"{spec.name}: migrations failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+
+
+def start_service(
+    infra: Infra, spec: ServiceSpec, port: int, env: dict[str, str], options: UpOptions
+) -> ComponentInfo:
+    """Start one service under uvicorn and wait until it is ready."""
+    argv = [
+        sys.executable, "-m", "uvicorn", "--factory", spec.app,
+        "--host", HOST, "--port", str(port), "--no-access-log",
+        "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+    if options.reload:
+        argv += ["--reload", *[f"--reload-dir={spec.path / d}" for d in spec.reload_dirs]]
+    elif options.workers > 1:
+        argv += ["--workers", str(options.workers)]
+    process = ManagedProcess(
+        spec.name,
+        argv,
+        infra.log_dir / f"{spec.name}.log",
+        env=env,
+        cwd=spec.path,
+        die_with_parent=infra.die_with_parent,
+    )
+    process.start()
+    url = f"http://{HOST}:{port}"
+    info = ComponentInfo(spec.name, url, process.pid, "running", {"docs_url": f"{url}/docs"})
+    infra.add_process(info, process)
+    try:
+        process.wait_healthy(_ready(url), timeout=90)
+    except LaunchError:
+        info.state = "failed"
+        raise
+    return info
+
+
+def bring_up(infra: Infra, options: UpOptions) -> None:
+    """Start everything in order, health-checked, writing stack.json after each step."""
+    for start in (infra.start_postgres, infra.start_redis, infra.start_kafka, infra.start_mail):
+        start()
+        infra.write()
+    kafka = infra.components["kafka"]
+    create_topics(kafka.url, idempotence=kafka.extra.get("flavour") != "tansu")
+    urls: dict[str, str] = {"gateway_port": str(options.gateway_port)}
+    ports = {spec.name: free_port() for spec in SERVICES}
+    urls.update({name: f"http://{HOST}:{port}" for name, port in ports.items()})
+    for spec in SERVICES:
+        infra.create_database(spec.database)
+        env = service_env(infra, spec, urls)
+        migrate(spec, env)
+        start_service(infra, spec, ports[spec.name], env, options)
+        infra.write()
