@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,5 +34,44 @@ class ServiceSpec:
         return REPO_ROOT / self.project_dir
 
 
-#: Services in start order. Each service appends its spec here as it arrives.
-SERVICES: list[ServiceSpec] = []
+    @property
+    def module(self) -> str:
+        """The service's top-level package."""
+        return self.app.split(":", 1)[0].split(".", 1)[0]
+
+    def installed(self) -> bool:
+        """Whether the service's package is installed in this environment."""
+        return importlib.util.find_spec(self.module) is not None
+
+
+#: Every service of Agora, in start order (users first: the others read its JWKS).
+REGISTRY: tuple[ServiceSpec, ...] = (
+    ServiceSpec(
+        name="users",
+        app="agora_users.main:create_app",
+        database="users",
+        project_dir="services/users",
+        reload_dirs=("src",),
+    ),
+    ServiceSpec(
+        name="items",
+        app="agora_items.main:create_app",
+        database="items",
+        project_dir="services/items",
+        consumer_groups=("items",),
+        reload_dirs=("src",),
+    ),
+    ServiceSpec(
+        name="notifier",
+        app="agora_notifier.main:create_app",
+        database="notifier",
+        project_dir="services/notifier",
+        consumer_groups=("notifier",),
+        reload_dirs=("src", "templates"),
+    ),
+)
+
+
+def available_services() -> list[ServiceSpec]:
+    """The registered services whose packages are installed (they join as they arrive)."""
+    return [spec for spec in REGISTRY if spec.installed()]

@@ -15,7 +15,7 @@ from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
 
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
-from agora_deploy.services import SERVICES, ServiceSpec
+from agora_deploy.services import ServiceSpec, available_services
 from agora_deploy.stack import ComponentInfo, Infra, database_url
 
 HOST = "127.0.0.1"
@@ -33,7 +33,7 @@ class UpOptions:
 def all_topics() -> list[str]:
     """Every topic the stack needs: domain topics plus each group's retry and dead-letter."""
     names = list(topics.DOMAIN_TOPICS)
-    for spec in SERVICES:
+    for spec in available_services():
         for group in spec.consumer_groups:
             names += [topics.retry_topic(group), topics.dead_letter_topic(group)]
     return names
@@ -139,9 +139,10 @@ def bring_up(infra: Infra, options: UpOptions) -> None:
     kafka = infra.components["kafka"]
     create_topics(kafka.url, idempotence=kafka.extra.get("flavour") != "tansu")
     urls: dict[str, str] = {"gateway_port": str(options.gateway_port)}
-    ports = {spec.name: free_port() for spec in SERVICES}
+    services = available_services()
+    ports = {spec.name: free_port() for spec in services}
     urls.update({name: f"http://{HOST}:{port}" for name, port in ports.items()})
-    for spec in SERVICES:
+    for spec in services:
         infra.create_database(spec.database)
         env = service_env(infra, spec, urls)
         migrate(spec, env)
