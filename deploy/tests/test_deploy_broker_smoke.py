@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 from agora_deploy.launchers.kafka import Broker
@@ -60,7 +61,7 @@ async def test_partitions_keys_headers_and_end_offsets(kafka_bootstrap: str) -> 
     topic = await _create_topic(kafka_bootstrap, 3)
     producer = await _producer(kafka_bootstrap)
     try:
-        sent = {}
+        sent: dict[bytes, set[int]] = {}
         for i in range(30):
             key = f"user-{i % 5}".encode()
             md = await producer.send_and_wait(
@@ -114,7 +115,7 @@ async def test_group_commit_committed_and_lag(kafka_bootstrap: str) -> None:
     tp = TopicPartition(topic, 0)
     try:
         await _wait_assignment(consumer, 1)
-        got = []
+        got: list[Any] = []
         deadline = time.monotonic() + 20
         while len(got) < 3 and time.monotonic() < deadline:
             for records in (await consumer.getmany(tp, timeout_ms=500, max_records=3)).values():
