@@ -117,6 +117,30 @@ class ServiceSettings(BaseSettings):
     )
     # --- end of part "data" ---
 
+    # --- part "consumer": consumer loops (agora_kit.consumer) ---
+    #: Bound on one event handler call; a timeout counts as a transient failure.
+    consumer_handler_timeout_s: float = Field(
+        default=30.0, gt=0, validation_alias="CONSUMER_HANDLER_TIMEOUT_S"
+    )
+    #: Lag > 0 without progress for this long fails ``/health/live``.
+    consumer_stall_timeout_s: float = Field(
+        default=120.0, ge=10, validation_alias="CONSUMER_STALL_TIMEOUT_S"
+    )
+    #: Attempts of a failing event (independent policy) before it becomes a dead letter.
+    consumer_max_attempts: int = Field(
+        default=8, ge=1, le=100, validation_alias="CONSUMER_MAX_ATTEMPTS"
+    )
+    consumer_retry_base_delay_s: float = Field(
+        default=1.0, gt=0, validation_alias="CONSUMER_RETRY_BASE_DELAY_S"
+    )
+    consumer_retry_max_delay_s: float = Field(
+        default=300.0, gt=0, validation_alias="CONSUMER_RETRY_MAX_DELAY_S"
+    )
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, ge=3000, validation_alias="CONSUMER_SESSION_TIMEOUT_MS"
+    )
+    # --- end of part "consumer" ---
+
     @property
     def is_development(self) -> bool:
         """Whether insecure development defaults are acceptable."""
