@@ -1,0 +1,224 @@
+"""The HTTP side: Mailpit's /api/v1 routes and health endpoints as a Starlette app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from agora_deploy.mailsink._json import json_field
+from agora_deploy.mailsink.chaos import Chaos, ChaosError
+from agora_deploy.mailsink.mime import find_part, header_map
+from agora_deploy.mailsink.search import compile_query
+from agora_deploy.mailsink.store import MailStore, StoredMessage
+
+VERSION = "agora-mailsink-0.1.0"
+DEFAULT_LIMIT = 50
+
+
+def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
+    """Build the Starlette app serving Mailpit's API over this store and chaos switchboard."""
+
+    async def livez(request: Request) -> Response:
+        """Answer that the process is alive."""
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        """Answer that the sink accepts mail and API calls."""
+        return PlainTextResponse("ok")
+
+    async def info(request: Request) -> Response:
+        """Show the mailbox counts and runtime statistics."""
+        counters = store.counters
+        uptime = (datetime.now(UTC) - counters.started_at).total_seconds()
+        return JSONResponse(
+            {
+                "Version": VERSION,
+                "LatestVersion": "",
+                "Database": "memory",
+                "DatabaseSize": sum(m.size for m in store.newest_first()),
+                "Messages": len(store),
+                "Unread": store.unread,
+                "Tags": {},
+                "RuntimeStats": {
+                    "Uptime": int(uptime),
+                    "MessagesDeleted": counters.messages_deleted,
+                    "SMTPAccepted": counters.smtp_accepted,
+                    "SMTPAcceptedSize": counters.smtp_accepted_size,
+                    "SMTPRejected": counters.smtp_rejected,
+                    "SMTPIgnored": 0,
+                },
+            }
+        )
+
+    async def list_messages(request: Request) -> Response:
+        """List messages newest first, paginated with start and limit."""
+        messages = store.newest_first()
+        return _summary(store, messages, messages_count=len(messages), request=request)
+
+    async def delete_messages(request: Request) -> Response:
+        """Delete the messages named in {"IDs": [...]}, or all when no IDs are given."""
+        body = await _json_body(request)
+        ids = json_field(body, "IDs") if isinstance(body, dict) else None
+        if isinstance(ids, list) and ids:
+            store.delete(str(i) for i in ids)
+        else:
+            store.clear()
+        return PlainTextResponse("ok")
+
+    async def set_read(request: Request) -> Response:
+        """Set the read status of the messages named in IDs, or of all messages."""
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _bad_request("the body must be a JSON object")
+        ids = json_field(body, "IDs")
+        read = json_field(body, "Read") is True
+        store.mark_read([str(i) for i in ids] if isinstance(ids, list) and ids else None, read=read)
+        return PlainTextResponse("ok")
+
+    async def search(request: Request) -> Response:
+        """List the messages matching a Mailpit search query, newest first."""
+        query = request.query_params.get("query", "").strip()
+        if not query:
+            return _bad_request("Error: no search query")
+        predicate = compile_query(query)
+        matches = [m for m in store.newest_first() if predicate(m)]
+        return _summary(store, matches, messages_count=len(matches), request=request)
+
+    async def delete_search(request: Request) -> Response:
+        """Delete every message matching a Mailpit search query."""
+        query = request.query_params.get("query", "").strip()
+        if not query:
+            return _bad_request("Error: no search query")
+        predicate = compile_query(query)
+        store.delete([m.id for m in store.newest_first() if predicate(m)])
+        return PlainTextResponse("ok")
+
+    async def get_message(request: Request) -> Response:
+        """Return one decoded message and mark it read."""
+        message = store.get(request.path_params["id"])
+        if message is None:
+            return _not_found()
+        message.read = True
+        return JSONResponse(message.detail_json())
+
+    async def get_headers(request: Request) -> Response:
+        """Return the headers of one message as {"Name": ["value", ...]}."""
+        message = store.get(request.path_params["id"])
+        if message is None:
+            return _not_found()
+        return JSONResponse(header_map(message.raw))
+
+    async def get_raw(request: Request) -> Response:
+        """Return the message source exactly as stored."""
+        message = store.get(request.path_params["id"])
+        if message is None:
+            return _not_found()
+        headers = {}
+        if request.query_params.get("dl") == "1":
+            headers["Content-Disposition"] = f'attachment; filename="{quote(message.id)}.eml"'
+        return Response(message.raw, media_type="text/plain; charset=utf-8", headers=headers)
+
+    async def get_part(request: Request) -> Response:
+        """Return one attachment or inline part of a message."""
+        message = store.get(request.path_params["id"])
+        if message is None:
+            return _not_found()
+        part = find_part(message.raw, request.path_params["part_id"])
+        if part is None:
+            return _not_found()
+        media_type = part.content_type
+        disposition = "inline"
+        if media_type in {"text/html", "text/xml", "application/xhtml+xml", "image/svg+xml"}:
+            # Served from the API origin, active content must not render: download it instead.
+            media_type, disposition = "application/octet-stream", "attachment"
+        name = quote(part.file_name or part.content_id)
+        return Response(
+            part.content,
+            media_type=media_type,
+            headers={"Content-Disposition": f'{disposition}; filename="{name}"'},
+        )
+
+    async def get_chaos(request: Request) -> Response:
+        """Show the chaos triggers."""
+        return JSONResponse(chaos.to_json())
+
+    async def put_chaos(request: Request) -> Response:
+        """Replace the chaos triggers; omitted triggers are switched off."""
+        body = await _json_body(request)
+        try:
+            chaos.replace(body)
+        except ChaosError as exc:
+            return _bad_request(str(exc))
+        return JSONResponse(chaos.to_json())
+
+    routes = [
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/api/v1/info", info, methods=["GET"]),
+        Route("/api/v1/messages", list_messages, methods=["GET"]),
+        Route("/api/v1/messages", delete_messages, methods=["DELETE"]),
+        Route("/api/v1/messages", set_read, methods=["PUT"]),
+        Route("/api/v1/search", search, methods=["GET"]),
+        Route("/api/v1/search", delete_search, methods=["DELETE"]),
+        Route("/api/v1/message/{id}", get_message, methods=["GET"]),
+        Route("/api/v1/message/{id}/headers", get_headers, methods=["GET"]),
+        Route("/api/v1/message/{id}/raw", get_raw, methods=["GET"]),
+        Route("/api/v1/message/{id}/part/{part_id}", get_part, methods=["GET"]),
+        Route("/api/v1/chaos", get_chaos, methods=["GET"]),
+        Route("/api/v1/chaos", put_chaos, methods=["PUT"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _summary(
+    store: MailStore, messages: Sequence[StoredMessage], *, messages_count: int, request: Request
+) -> Response:
+    start = _int_param(request, "start", default=0, minimum=0)
+    limit = _int_param(request, "limit", default=DEFAULT_LIMIT, minimum=1)
+    page = messages[start : start + limit]
+    return JSONResponse(
+        {
+            "total": len(store),
+            "unread": store.unread,
+            "count": len(page),
+            "messages_count": messages_count,
+            "messages_unread": sum(1 for m in messages if not m.read),
+            "start": start,
+            "tags": [],
+            "messages": [m.summary_json() for m in page],
+        }
+    )
+
+
+def _int_param(request: Request, name: str, *, default: int, minimum: int) -> int:
+    try:
+        value = int(request.query_params.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= minimum else default
+
+
+async def _json_body(request: Request) -> object:
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        parsed: object = json.loads(body)
+    except ValueError:
+        return None
+    return parsed
+
+
+def _bad_request(message: str) -> Response:
+    return PlainTextResponse(message, status_code=400)
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not found", status_code=404)

@@ -1,0 +1,222 @@
+"""The in-memory mailbox: every received message, newest last, bounded in count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from agora_deploy.mailsink.mime import Address, Parsed, new_id, parse, stamp_headers
+
+DEFAULT_MAX_MESSAGES = 10_000
+
+
+def rfc3339(moment: datetime) -> str:
+    """Format a time as RFC 3339 with milliseconds, 'Z' for UTC, as Mailpit's JSON does."""
+    text = moment.isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """One received message: the raw bytes as stored, the SMTP envelope, and its decoded summary."""
+
+    id: str
+    raw: bytes
+    created_at: datetime
+    envelope_from: str
+    envelope_recipients: tuple[str, ...]
+    username: str
+    parsed: Parsed
+    read: bool = False
+
+    @property
+    def subject(self) -> str:
+        """Return the decoded Subject header."""
+        return self.parsed.subject
+
+    @property
+    def message_id(self) -> str:
+        """Return the Message-ID header without angle brackets."""
+        return self.parsed.message_id
+
+    @property
+    def size(self) -> int:
+        """Return the size of the stored message in bytes."""
+        return len(self.raw)
+
+    def addresses(self, *fields: str) -> Iterator[Address]:
+        """Yield the addresses of the named header fields (From, To, Cc, Bcc, Reply-To)."""
+        p = self.parsed
+        table: dict[str, Sequence[Address]] = {
+            "from": (p.sender,) if p.sender is not None else (),
+            "to": p.to,
+            "cc": p.cc,
+            "bcc": p.bcc,
+            "reply-to": p.reply_to,
+        }
+        for name in fields:
+            yield from table[name.lower()]
+
+    def summary_json(self) -> dict[str, object]:
+        """Return Mailpit's MessageSummary for the message list."""
+        p = self.parsed
+        return {
+            "ID": self.id,
+            "MessageID": p.message_id,
+            "Read": self.read,
+            "From": _sender_json(p.sender),
+            "To": [a.to_json() for a in p.to],
+            "Cc": [a.to_json() for a in p.cc],
+            "Bcc": [a.to_json() for a in p.bcc],
+            "ReplyTo": [a.to_json() for a in p.reply_to],
+            "Subject": p.subject,
+            "Created": rfc3339(self.created_at),
+            "Username": self.username,
+            "Tags": [],
+            "Size": self.size,
+            "Attachments": len(p.attachments),
+            "Snippet": p.snippet,
+        }
+
+    def detail_json(self) -> dict[str, object]:
+        """Return Mailpit's Message for GET /api/v1/message/{ID}."""
+        p = self.parsed
+        return {
+            "ID": self.id,
+            "MessageID": p.message_id,
+            "From": _sender_json(p.sender),
+            "To": [a.to_json() for a in p.to],
+            "Cc": [a.to_json() for a in p.cc],
+            "Bcc": [a.to_json() for a in p.bcc],
+            "ReplyTo": [a.to_json() for a in p.reply_to],
+            "ReturnPath": p.return_path,
+            "Subject": p.subject,
+            "Date": rfc3339(p.date if p.date is not None else self.created_at),
+            "Tags": [],
+            "Username": self.username,
+            "Text": p.text,
+            "HTML": p.html,
+            "Size": self.size,
+            "Inline": [part.to_json() for part in p.inline],
+            "Attachments": [part.to_json() for part in p.attachments],
+        }
+
+
+@dataclass(slots=True)
+class Counters:
+    """Runtime statistics in the shape of Mailpit's /api/v1/info RuntimeStats."""
+
+    smtp_accepted: int = 0
+    smtp_accepted_size: int = 0
+    smtp_rejected: int = 0
+    messages_deleted: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class MailStore:
+    """Messages kept in arrival order; the oldest are dropped beyond max_messages."""
+
+    def __init__(self, *, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+        if max_messages < 1:
+            raise ValueError("max_messages must be at least 1")
+        self.max_messages = max_messages
+        self.counters = Counters()
+        self._messages: OrderedDict[str, StoredMessage] = OrderedDict()
+        self._arrived = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @property
+    def unread(self) -> int:
+        """Return how many messages nobody has opened through the API yet."""
+        return sum(1 for m in self._messages.values() if not m.read)
+
+    def add(
+        self,
+        raw: bytes,
+        *,
+        envelope_from: str,
+        envelope_recipients: Iterable[str],
+        username: str = "",
+        received_at: datetime | None = None,
+    ) -> StoredMessage:
+        """Store one message as Mailpit would (with its added headers) and wake any waiters."""
+        recipients = tuple(envelope_recipients)
+        stamped = stamp_headers(raw, envelope_from=envelope_from, envelope_recipients=recipients)
+        message = StoredMessage(
+            id=new_id(),
+            raw=stamped,
+            created_at=received_at or datetime.now(UTC),
+            envelope_from=envelope_from,
+            envelope_recipients=recipients,
+            username=username,
+            parsed=parse(stamped),
+        )
+        self._messages[message.id] = message
+        while len(self._messages) > self.max_messages:
+            self._messages.popitem(last=False)
+            self.counters.messages_deleted += 1
+        self.counters.smtp_accepted += 1
+        self.counters.smtp_accepted_size += message.size
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
+        return message
+
+    def get(self, message_id: str) -> StoredMessage | None:
+        """Return a message by its ID; 'latest' means the newest one, as in Mailpit."""
+        if message_id == "latest":
+            return self.latest()
+        return self._messages.get(message_id)
+
+    def latest(self) -> StoredMessage | None:
+        """Return the newest message, if any."""
+        if not self._messages:
+            return None
+        return self._messages[next(reversed(self._messages))]
+
+    def newest_first(self) -> list[StoredMessage]:
+        """Return every message, newest first."""
+        return list(reversed(self._messages.values()))
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete the messages with these IDs; return how many existed."""
+        removed = 0
+        for message_id in ids:
+            if self._messages.pop(message_id, None) is not None:
+                removed += 1
+        self.counters.messages_deleted += removed
+        return removed
+
+    def clear(self) -> int:
+        """Delete every message; return how many there were."""
+        removed = len(self._messages)
+        self._messages.clear()
+        self.counters.messages_deleted += removed
+        return removed
+
+    def mark_read(self, ids: Iterable[str] | None, *, read: bool) -> None:
+        """Set the read flag of some messages, or of all when ids is None."""
+        targets = (
+            self._messages.values()
+            if ids is None
+            else [m for i in ids if (m := self._messages.get(i)) is not None]
+        )
+        for message in targets:
+            message.read = read
+
+    async def wait_for(self, predicate: Callable[[StoredMessage], bool]) -> StoredMessage:
+        """Return the newest message matching predicate; bound the wait with asyncio.timeout."""
+        while True:
+            arrived = self._arrived
+            for message in self.newest_first():
+                if predicate(message):
+                    return message
+            await arrived.wait()
+
+
+def _sender_json(sender: Address | None) -> dict[str, str]:
+    return (sender or Address(name="", address="")).to_json()
