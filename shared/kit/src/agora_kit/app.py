@@ -1,0 +1,198 @@
+"""The service app factory: the lifespan builds every client and component, then tears down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from agora_contract import asyncapi_document
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agora_kit.auth import JwksFetcher, JwtVerifier
+from agora_kit.db import create_engine, create_session_factory
+from agora_kit.errors import Problem, install_error_handlers
+from agora_kit.health import DEFAULT_READY_CHECKS, ReadyCheck, health_router
+from agora_kit.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
+from agora_kit.lifecycle import Component
+from agora_kit.logging import configure_logging
+from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
+from agora_kit.middleware import RequestContextMiddleware
+from agora_kit.redis import create_redis
+from agora_kit.settings import ServiceSettings
+
+logger = logging.getLogger("agora.app")
+
+API_PREFIX = "/api/v1"
+
+
+@dataclass
+class ServiceContext:
+    """Everything a running service shares; built in the lifespan, kept in ``app.state.ctx``."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    redis: Redis
+    http: httpx.AsyncClient
+    verifier: JwtVerifier
+    registry: CollectorRegistry
+    http_metrics: HttpMetrics
+    components: list[Component] = field(default_factory=list)
+    #: Service-specific objects built by ``build_components`` (a producer, signing keys, ...).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def _bounded(name: str, close: Callable[[], Awaitable[object]], timeout_s: float) -> None:
+    """Await one teardown step with a timeout; log failures so the rest still runs."""
+    try:
+        await asyncio.wait_for(close(), timeout=timeout_s)
+    except TimeoutError:
+        logger.error("shutdown of %s timed out after %ss", name, timeout_s)
+    except Exception:
+        logger.exception("shutdown of %s failed", name)
+
+
+def _lifespan(
+    settings: ServiceSettings,
+    build_components: Callable[[ServiceContext], Sequence[Component]] | None,
+    jwks_fetcher: Callable[[ServiceContext], JwksFetcher] | None,
+) -> Callable[[FastAPI], Any]:
+    timeout_s = settings.shutdown_timeout_s
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings)
+            stack.push_async_callback(_bounded, "database engine", engine.dispose, timeout_s)
+            redis = create_redis(settings)
+            stack.push_async_callback(_bounded, "redis", redis.aclose, timeout_s)
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(settings.http_timeout_s), follow_redirects=False
+            )
+            stack.push_async_callback(_bounded, "http client", http.aclose, timeout_s)
+            registry = create_registry()
+            ctx = ServiceContext(
+                settings=settings,
+                engine=engine,
+                session_factory=create_session_factory(engine),
+                redis=redis,
+                http=http,
+                verifier=JwtVerifier.from_settings(settings, redis=redis, http=http),
+                registry=registry,
+                http_metrics=HttpMetrics(registry),
+            )
+            if jwks_fetcher is not None:
+                ctx.verifier = JwtVerifier.from_settings(
+                    settings, redis=redis, http=http, fetch_jwks=jwks_fetcher(ctx)
+                )
+            app.state.ctx = ctx
+            for component in build_components(ctx) if build_components else ():
+                await component.start()
+                ctx.components.append(component)
+                stack.push_async_callback(
+                    _bounded, f"component {component.name}", component.stop, timeout_s
+                )
+            logger.info(
+                "service started",
+                extra={"service": settings.service_name, "env": settings.env.value},
+            )
+            yield
+            logger.info("service stopping", extra={"service": settings.service_name})
+
+    return lifespan
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str,
+    routers: Sequence[APIRouter] = (),
+    build_components: Callable[[ServiceContext], Sequence[Component]] | None = None,
+    openapi_tags: list[dict[str, Any]] | None = None,
+    ready_checks: Sequence[ReadyCheck] = (),
+    description: str = "",
+    api_prefix: str = API_PREFIX,
+    idempotency_exclude: Sequence[str] | None = None,
+    jwks_fetcher: Callable[[ServiceContext], JwksFetcher] | None = None,
+) -> FastAPI:
+    """Build a service app; nothing connects until the lifespan starts.
+
+    ``routers`` are mounted under ``api_prefix`` (``/api/v1``): give them paths like
+    ``/items``, not ``/api/v1/items``. ``build_components(ctx)`` returns the background
+    components (relay, consumer) in start order; they stop in reverse. ``ready_checks`` run
+    after the built-in database and Redis checks. ``idempotency_exclude`` defaults to
+    ``<api_prefix>/auth``. ``jwks_fetcher(ctx)`` replaces the HTTP JWKS fetch (the users
+    service serves its own keys in-process).
+    """
+    middleware: list[Middleware] = []
+    if settings.cors_origins:
+        exposed = ["X-Request-ID", "Retry-After", "ETag", "Location", REPLAYED_HEADER]
+        if settings.show_process_time:
+            exposed.append("X-Process-Time")
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Idempotency-Key",
+                    "If-Match",
+                    "If-None-Match",
+                    "X-Request-ID",
+                    "traceparent",
+                ],
+                expose_headers=exposed,
+                max_age=600,
+            )
+        )
+    middleware.append(
+        Middleware(
+            RequestContextMiddleware,
+            show_process_time=settings.show_process_time,
+            retry_after_s=settings.retry_after_s,
+        )
+    )
+    exclude = idempotency_exclude if idempotency_exclude is not None else [f"{api_prefix}/auth"]
+    middleware.append(Middleware(IdempotencyMiddleware, exclude_prefixes=exclude))
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        openapi_tags=openapi_tags,
+        lifespan=_lifespan(settings, build_components, jwks_fetcher),
+        middleware=middleware,
+        max_body_size=settings.max_body_bytes,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+        responses={422: {"model": Problem, "description": "Validation error (RFC 9457)"}},
+    )
+    install_error_handlers(app, retry_after_s=settings.retry_after_s)
+    for router in routers:
+        app.include_router(router, prefix=api_prefix)
+    app.include_router(health_router([*DEFAULT_READY_CHECKS, *ready_checks]))
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_route("/asyncapi.json", _asyncapi, methods=["GET"], include_in_schema=False)
+    return app
+
+
+async def _asyncapi(request: Request) -> Response:
+    """Serve the event contract's AsyncAPI 3.0 document."""
+    return JSONResponse(asyncapi_document())

@@ -1,0 +1,75 @@
+"""FastAPI dependency aliases over the running service's context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agora_kit.app import ServiceContext
+from agora_kit.auth import (
+    AdminDep,
+    CurrentUserDep,
+    OptionalUserDep,
+    Principal,
+    current_user,
+    optional_user,
+    require_admin,
+)
+from agora_kit.settings import ServiceSettings
+
+__all__ = [
+    "AdminDep",
+    "ContextDep",
+    "CurrentUserDep",
+    "HttpClientDep",
+    "OptionalUserDep",
+    "Principal",
+    "RedisDep",
+    "SessionDep",
+    "SettingsDep",
+    "current_user",
+    "get_context",
+    "optional_user",
+    "require_admin",
+]
+
+
+def get_context(request: Request) -> ServiceContext:
+    """Return the running service's context."""
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_settings(ctx: ContextDep) -> ServiceSettings:
+    """Return the service settings."""
+    return ctx.settings
+
+
+def get_redis(ctx: ContextDep) -> Redis:
+    """Return the process Redis client."""
+    return ctx.redis
+
+
+def get_http_client(ctx: ContextDep) -> httpx.AsyncClient:
+    """Return the process HTTP client."""
+    return ctx.http
+
+
+async def get_session(ctx: ContextDep) -> AsyncIterator[AsyncSession]:
+    """Yield a read session (writes go through the unit of work, which commits)."""
+    async with ctx.session_factory() as session:
+        yield session
+
+
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
