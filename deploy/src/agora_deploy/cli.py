@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Annotated
 
@@ -13,9 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from agora_deploy.launchers.process import LaunchError
+from agora_deploy.services import REGISTRY
 from agora_deploy.stack import (
     ComponentInfo,
     Infra,
+    database_url,
     default_state_dir,
     read_stack,
     running_pids,
@@ -49,6 +54,13 @@ def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and return.")] = False,
     reload: Annotated[bool, typer.Option(help="Restart services on code change.")] = False,
     workers: Annotated[int, typer.Option(min=1, max=16, help="uvicorn workers per service")] = 1,
+    services: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated services to run, or 'none' (default: all)."),
+    ] = None,
+    gateway_port: Annotated[
+        int, typer.Option(envvar="AGORA_GATEWAY_PORT", help="Port of the gateway.")
+    ] = 8080,
 ) -> None:
     """Start Postgres, Redis, the broker, the mail sink and the services (Ctrl-C stops all)."""
     state_dir = default_state_dir()
@@ -59,6 +71,10 @@ def up(
             f"{state_dir / 'stack.json'}). Run `agora down` first, or `agora status`."
         )
         raise typer.Exit(1)
+    chosen = None
+    if services is not None:
+        chosen = tuple(n for n in services.split(",") if n.strip() and n != "none")
+    options = UpOptions(workers=workers, reload=reload, gateway_port=gateway_port, services=chosen)
     infra = Infra(state_dir, die_with_parent=not detach)
     stop_event = threading.Event()
 
@@ -68,7 +84,7 @@ def up(
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         with console.status("starting the stack..."):
-            bring_up(infra, UpOptions(workers=workers, reload=reload))
+            bring_up(infra, options)
     except (LaunchError, KeyboardInterrupt) as exc:
         err.print(f"[red]start failed:[/red] {exc}")
         infra.stop()
@@ -114,6 +130,54 @@ def status(
     console.print(components_table(components))
 
 
+def stack_env(service: str) -> Callable[[], None]:
+    """A Typer callback that points a service's CLI at the running stack.
+
+    Variables already set in the environment win, so the same commands work against
+    docker-compose or production when DATABASE_URL and friends are exported.
+    """
+
+    def callback() -> None:
+        state_dir = default_state_dir()
+        os.environ.setdefault("AGORA_HOME", str(state_dir))
+        components = {c.name: c for c in read_stack(state_dir)}
+        spec = next(s for s in REGISTRY if s.name == service)
+        if "postgres" in components:
+            os.environ.setdefault(
+                "DATABASE_URL", database_url(components["postgres"].url, spec.database)
+            )
+        if "redis" in components:
+            os.environ.setdefault("REDIS_URL", components["redis"].url)
+        if "kafka" in components:
+            kafka = components["kafka"]
+            os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", kafka.url)
+            tansu = kafka.extra.get("flavour") == "tansu"
+            os.environ.setdefault("KAFKA_ENABLE_IDEMPOTENCE", "false" if tansu else "true")
+
+    return callback
+
+
+#: Command groups that services contribute: (group, module, Typer attribute, service, help).
+SERVICE_COMMANDS = (
+    ("keys", "agora_users.cli", "keys_app", "users", "Signing keys of the users service."),
+    ("admin", "agora_users.cli", "admin_app", "users", "Administrators."),
+    ("dlq", "agora_notifier.cli", "dlq_app", "notifier", "The notifier's dead letters."),
+)
+
+
+def mount_service_commands() -> None:
+    """Add each installed service's command group (services join as they arrive)."""
+    for group, module_name, attribute, service, help_text in SERVICE_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        sub = getattr(module, attribute, None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=group, help=help_text, callback=stack_env(service))
+
+
 def main() -> None:
     """Entry point of the ``agora`` script."""
+    mount_service_commands()
     app()

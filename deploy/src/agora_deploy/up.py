@@ -28,6 +28,18 @@ class UpOptions:
     workers: int = 1
     reload: bool = False
     gateway_port: int = 8080
+    #: Which registered services to run (None: every installed one).
+    services: tuple[str, ...] | None = None
+
+    def selected(self) -> list[ServiceSpec]:
+        """The services this run starts."""
+        installed = available_services()
+        if self.services is None:
+            return installed
+        unknown = set(self.services) - {spec.name for spec in installed}
+        if unknown:
+            raise LaunchError(f"unknown or uninstalled service(s): {', '.join(sorted(unknown))}")
+        return [spec for spec in installed if spec.name in self.services]
 
 
 def all_topics() -> list[str]:
@@ -133,13 +145,13 @@ def start_service(
 
 def bring_up(infra: Infra, options: UpOptions) -> None:
     """Start everything in order, health-checked, writing stack.json after each step."""
+    services = options.selected()
     for start in (infra.start_postgres, infra.start_redis, infra.start_kafka, infra.start_mail):
         start()
         infra.write()
     kafka = infra.components["kafka"]
     create_topics(kafka.url, idempotence=kafka.extra.get("flavour") != "tansu")
     urls: dict[str, str] = {"gateway_port": str(options.gateway_port)}
-    services = available_services()
     ports = {spec.name: free_port() for spec in services}
     urls.update({name: f"http://{HOST}:{port}" for name, port in ports.items()})
     for spec in services:

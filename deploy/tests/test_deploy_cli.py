@@ -1,0 +1,99 @@
+"""The agora CLI: up --detach, status --json per INTERFACES.md §1, a second up, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from agora_deploy.launchers.process import pid_alive
+
+AGORA = [sys.executable, "-m", "agora_deploy"]
+NAMES = {"postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway"}
+STATES = {"running", "stopped", "failed", "external"}
+
+
+def _agora(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL"}
+    }
+    env["AGORA_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [*AGORA, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _check_shape(doc: dict[str, object]) -> list[dict[str, object]]:
+    assert set(doc) == {"components"}
+    components = doc["components"]
+    assert isinstance(components, list)
+    for comp in components:
+        assert {"name", "url", "pid", "state"} <= set(comp)
+        assert comp["name"] in NAMES
+        assert comp["state"] in STATES
+        assert isinstance(comp["url"], str)
+        assert comp["pid"] is None or isinstance(comp["pid"], int)
+        if comp["state"] == "external":
+            assert comp["pid"] is None
+        extras = {k: v for k, v in comp.items() if k not in {"name", "url", "pid", "state"}}
+        assert all(isinstance(v, str) for v in extras.values()), "extra keys are flat strings"
+    return components
+
+
+def test_up_status_down(tmp_path: Path) -> None:
+    home = tmp_path / "agora"
+    started = _agora(home, "up", "--detach", "--services", "none")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = _agora(home, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        components = _check_shape(doc)
+        by_name = {c["name"]: c for c in components}
+        assert set(by_name) == {"postgres", "redis", "kafka", "mail"}
+        assert all(c["state"] == "running" for c in components)
+        assert str(by_name["postgres"]["url"]).startswith("postgresql://postgres@127.0.0.1:")
+        assert str(by_name["redis"]["url"]).startswith("redis://127.0.0.1:")
+        assert str(by_name["kafka"]["url"]).startswith("127.0.0.1:")
+        assert str(by_name["mail"]["smtp_url"]).startswith("smtp://127.0.0.1:")
+        # stack.json holds the same document.
+        assert json.loads((home / "stack.json").read_text()) == doc
+        mail = httpx.get(f"{by_name['mail']['url']}/api/v1/messages", timeout=5)
+        assert mail.status_code == 200
+        # A second `up` while one runs says so and starts nothing.
+        again = _agora(home, "up", "--detach", "--services", "none")
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+        pretty = _agora(home, "status")
+        assert "postgres" in pretty.stdout
+        assert "running" in pretty.stdout
+    finally:
+        stopped = _agora(home, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    pids = [c["pid"] for c in components if isinstance(c["pid"], int)]
+    assert pids
+    assert not any(pid_alive(p) for p in pids), "agora down left a process running"
+    after = json.loads(_agora(home, "status", "--json").stdout)
+    assert all(c["state"] == "stopped" for c in _check_shape(after))
+
+
+def test_status_without_a_stack(tmp_path: Path) -> None:
+    result = _agora(tmp_path / "empty", "status", "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"components": []}
+    assert "not running" in _agora(tmp_path / "empty", "status").stdout
+
+
+@pytest.mark.parametrize("flag", ["--services=nosuch"])
+def test_up_refuses_unknown_services(tmp_path: Path, flag: str) -> None:
+    result = _agora(tmp_path / "x", "up", "--detach", flag)
+    assert result.returncode == 1
+    assert "nosuch" in result.stderr
+    _agora(tmp_path / "x", "down")
