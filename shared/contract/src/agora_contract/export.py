@@ -140,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     parser.add_argument("--root", type=Path, help="the checkout (default: this file's)")
     args = parser.parse_args(argv)
-    layout = Layout.of(args.root)
+    try:
+        layout = Layout.of(args.root)
+    except FileNotFoundError as exc:
+        print(f"{exc}; pass --root CHECKOUT", file=sys.stderr)  # noqa: T201
+        return 2
     if args.check:
         found = problems(layout)
         for line in found:
