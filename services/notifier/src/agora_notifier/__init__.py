@@ -1,0 +1,1 @@
+"""Agora's notifier: turns domain events and commands into email, effectively once."""
