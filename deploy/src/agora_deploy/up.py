@@ -14,6 +14,7 @@ from agora_contract import topics
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
 
+from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
 from agora_deploy.services import ServiceSpec, available_services
 from agora_deploy.stack import ComponentInfo, Infra, database_url
@@ -160,3 +161,31 @@ def bring_up(infra: Infra, options: UpOptions) -> None:
         migrate(spec, env)
         start_service(infra, spec, ports[spec.name], env, options)
         infra.write()
+    if services:
+        start_stack_gateway(infra, options, {s.name: urls[s.name] for s in services})
+        infra.write()
+
+
+def gateway_settings() -> dict[str, str]:
+    """The GATEWAY_* variables of the environment (rate and body limits, CORS, ...)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("GATEWAY_")}
+
+
+def start_stack_gateway(infra: Infra, options: UpOptions, upstreams: dict[str, str]) -> None:
+    """Start Traefik in front of the running services."""
+    gateway = start_gateway(
+        infra.log_dir,
+        port=options.gateway_port,
+        internal_port=free_port(),
+        upstreams=upstreams,
+        settings=gateway_settings(),
+        die_with_parent=infra.die_with_parent,
+    )
+    info = ComponentInfo(
+        "gateway",
+        gateway.url,
+        gateway.process.pid,
+        "running",
+        {"metrics_url": gateway.metrics_url, "docs_url": f"{gateway.url}/users/docs"},
+    )
+    infra.add_process(info, gateway.process)

