@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -97,3 +99,38 @@ def test_up_refuses_unknown_services(tmp_path: Path, flag: str) -> None:
     assert result.returncode == 1
     assert "nosuch" in result.stderr
     _agora(tmp_path / "x", "down")
+
+
+@pytest.mark.asyncio
+async def test_events_tail_prints_cloudevents(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from agora_contract import Envelope, UserDeleted
+    from agora_kit.kafka import ensure_topics
+    from agora_kit.settings import ServiceSettings
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"tail.{uuid.uuid4().hex[:8]}"
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_enable_idempotence=False
+    )
+    await ensure_topics(settings, [topic], partitions=1)
+    envelope = Envelope.wrap(UserDeleted(user_id=7), subject="7", correlationid="req-1")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, envelope.to_bytes(), key=b"7")
+        await producer.send_and_wait(topic, b"not json", key=b"x")
+    finally:
+        await producer.stop()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "AGORA_HOME": str(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(
+        *AGORA, "events", "tail", topic, "--from-beginning", "--limit", "2",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, errs = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, errs.decode()
+    first, second = (json.loads(line) for line in out.decode().splitlines())
+    assert first["id"] == str(envelope.id)
+    assert first["type"] == "agora.users.user.deleted.v1"
+    assert first["data"] == {"user_id": 7}
+    assert first["_kafka"]["key"] == "7"
+    assert "not a CloudEvent" in second["error"]

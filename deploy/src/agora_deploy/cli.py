@@ -130,6 +130,60 @@ def status(
     console.print(components_table(components))
 
 
+events_app = typer.Typer(help="Watch the event topics.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+def _bootstrap() -> str:
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        return env
+    kafka = next((c for c in read_stack(default_state_dir()) if c.name == "kafka"), None)
+    if kafka is None or kafka.state not in ("running", "external"):
+        err.print(
+            "[red]no broker:[/red] start the stack (`make run`) or set KAFKA_BOOTSTRAP_SERVERS"
+        )
+        raise typer.Exit(1)
+    return kafka.url
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: Annotated[str, typer.Argument(help="e.g. users.events, items.events")],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N events.")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many idle seconds.")
+    ] = None,
+) -> None:
+    """Print the CloudEvents on TOPIC live, one JSON object per line (Ctrl-C stops)."""
+    import asyncio
+
+    from agora_deploy.events import tail
+
+    def emit(view: dict[str, object]) -> None:
+        typer.echo(json.dumps(view, ensure_ascii=False))
+
+    try:
+        asyncio.run(
+            tail(
+                _bootstrap(),
+                topic,
+                from_beginning=from_beginning,
+                limit=limit,
+                idle_timeout_s=idle_timeout,
+                emit=emit,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    except (TimeoutError, OSError) as exc:
+        err.print(f"[red]cannot reach the broker:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 def stack_env(service: str) -> Callable[[], None]:
     """A Typer callback that points a service's CLI at the running stack.
 
