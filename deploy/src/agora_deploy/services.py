@@ -33,7 +33,6 @@ class ServiceSpec:
         """Absolute path of the service's project folder."""
         return REPO_ROOT / self.project_dir
 
-
     @property
     def module(self) -> str:
         """The service's top-level package."""
