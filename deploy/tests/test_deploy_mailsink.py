@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import signal
 import socket
@@ -17,7 +18,10 @@ import aiosmtplib
 import httpx
 import pytest
 import pytest_asyncio
-from agora_deploy.mailsink import MailSink, MailSinkConfig
+from agora_deploy.mailsink import MailSink, MailSinkConfig, MailStore
+from agora_deploy.mailsink.mime import header_map
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DEADLINE = 10.0
 
@@ -484,3 +488,86 @@ async def _json(request: Awaitable[httpx.Response]) -> dict[str, Any]:
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.mark.asyncio
+async def test_attachments_are_listed_and_downloadable(
+    sink: MailSink, api: httpx.AsyncClient
+) -> None:
+    token = uid()
+    msg = make_message(subject=f"invoice {token}")
+    pdf = b"%PDF-1.4 " + token.encode() + bytes(range(256))
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"inv-{token}.pdf")
+    await send(sink, msg)
+    summary = (await wait_total(api, 1))["messages"][0]
+    assert summary["Attachments"] == 1
+
+    detail = (await api.get(f"/api/v1/message/{summary['ID']}")).json()
+    assert detail["Text"] == f"Plain body of invoice {token}\n"
+    [attachment] = detail["Attachments"]
+    assert attachment["FileName"] == f"inv-{token}.pdf"
+    assert attachment["ContentType"] == "application/pdf"
+    assert attachment["Size"] == len(pdf)
+    part = await api.get(f"/api/v1/message/{summary['ID']}/part/{attachment['PartID']}")
+    assert part.status_code == 200
+    assert part.headers["content-type"] == "application/pdf"
+    assert part.content == pdf
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Reply-To",
+        "Return-Path",
+    ]
+)
+_HEADER_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            'multipart/mixed; boundary="b"',
+            "text/html; charset=klingon",
+            "base64",
+            "quoted-printable",
+            "=?utf-8?b?w5w=?=",
+            "=?x?q?=ZZ?=",
+            '"q" <a@b>, c@d',
+            ".:",
+            "attachment; filename*=utf-8''%E2%82",
+            "Mon, 32 Jan 2020 25:00:00 +0000",
+        ]
+    ),
+)
+_BODIES = st.one_of(
+    st.binary(max_size=120),
+    st.just(b"--b\r\nContent-Type: text/html; charset=utf-16\r\n\r\n\xff\xfe<\x00\r\n--b--\r\n"),
+)
+
+
+@given(
+    headers=st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=8),
+    body=_BODIES,
+    recipients=st.lists(st.emails(), max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_message_is_stored_and_readable(
+    headers: list[tuple[str, str]], body: bytes, recipients: list[str]
+) -> None:
+    raw = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogatepass") for n, v in headers)
+    store = MailStore(max_messages=2)
+    message = store.add(
+        raw + b"\r\n" + body, envelope_from="a@b.test", envelope_recipients=recipients
+    )
+    json.dumps([message.summary_json(), message.detail_json(), header_map(message.raw)])
+    assert store.get(message.id) is message
+    delivered = {a.address.lower() for a in message.addresses("to", "cc", "bcc")}
+    assert {r.lower() for r in recipients} <= delivered

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.errors import HeaderParseError, MessageError
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -19,7 +18,9 @@ from html.parser import HTMLParser
 SNIPPET_LENGTH = 200
 """Mailpit cuts snippets at 200 characters and appends an ellipsis."""
 
-_PARSE_ERRORS = (HeaderParseError, MessageError, ValueError, TypeError, IndexError, LookupError)
+# The stdlib's structured header parser can fail on hostile input with almost any exception
+# type (AttributeError and IndexError included); a mail sink must still store the message.
+_PARSE_ERRORS = (Exception,)
 _HEADER_SPLIT = re.compile(rb"\r?\n\r?\n")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _WHITESPACE = re.compile(r"\s+")
@@ -246,10 +247,11 @@ def _header_str(msg: Message, name: str) -> str:
 
 def _addresses(msg: Message, name: str) -> tuple[Address, ...]:
     result: list[Address] = []
+    headers: list[object]
     try:
-        headers = msg.get_all(name) or []
+        headers = list(msg.get_all(name) or [])
     except _PARSE_ERRORS:
-        return ()
+        headers = [v for k, v in msg.raw_items() if k.lower() == name.lower()]
     for header in headers:
         if isinstance(header, AddressHeader):
             try:
@@ -261,7 +263,11 @@ def _addresses(msg: Message, name: str) -> tuple[Address, ...]:
                 continue
             except _PARSE_ERRORS:
                 pass
-        result.extend(Address(name=n, address=a) for n, a in getaddresses([str(header)]) if a or n)
+        try:
+            pairs = getaddresses([str(header)])
+        except _PARSE_ERRORS:
+            continue
+        result.extend(Address(name=n, address=a) for n, a in pairs if a or n)
     return tuple(result)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from agora_deploy.mailsink.mime import Address, Parsed, new_id, parse, stamp_headers
 
 DEFAULT_MAX_MESSAGES = 10_000
+
+log = logging.getLogger("agora_deploy.mailsink")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -146,7 +149,13 @@ class MailStore:
     ) -> StoredMessage:
         """Store one message as Mailpit would (with its added headers) and wake any waiters."""
         recipients = tuple(envelope_recipients)
-        stamped = stamp_headers(raw, envelope_from=envelope_from, envelope_recipients=recipients)
+        try:
+            stamped = stamp_headers(
+                raw, envelope_from=envelope_from, envelope_recipients=recipients
+            )
+        except Exception:
+            log.exception("could not add Mailpit's receipt headers; storing the message as sent")
+            stamped = raw
         message = StoredMessage(
             id=new_id(),
             raw=stamped,
@@ -154,7 +163,7 @@ class MailStore:
             envelope_from=envelope_from,
             envelope_recipients=recipients,
             username=username,
-            parsed=parse(stamped),
+            parsed=_parse_or_blank(stamped),
         )
         self._messages[message.id] = message
         while len(self._messages) > self.max_messages:
@@ -216,6 +225,29 @@ class MailStore:
                 if predicate(message):
                     return message
             await arrived.wait()
+
+
+def _parse_or_blank(raw: bytes) -> Parsed:
+    try:
+        return parse(raw)
+    except Exception:
+        # Keep the message (raw and headers stay readable) rather than refuse it.
+        log.exception("could not decode a received message; storing it undecoded")
+        return Parsed(
+            message_id="",
+            sender=None,
+            to=(),
+            cc=(),
+            bcc=(),
+            reply_to=(),
+            return_path="",
+            subject="",
+            date=None,
+            text="",
+            html="",
+            inline=(),
+            attachments=(),
+        )
 
 
 def _sender_json(sender: Address | None) -> dict[str, str]:
