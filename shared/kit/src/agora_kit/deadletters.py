@@ -1,0 +1,371 @@
+"""Dead letters: messages a consumer gave up on, kept for an operator to replay or discard.
+
+Storing a dead letter also publishes it to ``<group>.dead-letter`` through the outbox, in the
+same transaction as the row: the feed and the table never disagree. Replaying hands the
+original message (same key, value, headers, so the same event ``id``) to the consumer's retry
+path: the consumer handles it again and its deduplication still holds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from agora_contract.topics import dead_letter_topic
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.schema import SchemaItem
+
+from agora_kit import retry
+from agora_kit.outbox import enqueue
+from agora_kit.retry import Executor, MigrationOps, Record
+
+DEAD_LETTER_TABLE_NAME = "dead_letter"
+#: Errors are cut to this length in the row and the feed header.
+MAX_ERROR_CHARS = 2000
+
+HEADER_ERROR = "x-agora-error"
+HEADER_ERROR_KIND = "x-agora-error-kind"
+HEADER_GROUP = "x-agora-consumer-group"
+HEADER_TOPIC = "x-agora-original-topic"
+HEADER_PARTITION = "x-agora-original-partition"
+HEADER_OFFSET = "x-agora-original-offset"
+HEADER_ATTEMPTS = "x-agora-attempts"
+_OUR_HEADERS = frozenset(
+    {
+        HEADER_ERROR,
+        HEADER_ERROR_KIND,
+        HEADER_GROUP,
+        HEADER_TOPIC,
+        HEADER_PARTITION,
+        HEADER_OFFSET,
+        HEADER_ATTEMPTS,
+    }
+)
+
+
+class ErrorKind(StrEnum):
+    """Why a message became a dead letter."""
+
+    MALFORMED = "malformed"  # not a CloudEvents envelope (bad JSON, missing attributes)
+    UNKNOWN_TYPE = "unknown_type"  # a ``type`` this contract version does not know
+    INVALID = "invalid"  # ``data`` fails its event's schema
+    PERMANENT = "permanent"  # the handler raised PermanentError
+    EXHAUSTED = "exhausted"  # transient failures until the last attempt
+
+
+class DeadLetterStatus(StrEnum):
+    """Where a dead letter is in its life."""
+
+    PENDING = "pending"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+class DeadLetterNotFound(LookupError):  # noqa: N818 - reads better at call sites
+    """No dead letter has this id."""
+
+
+class DeadLetterNotPending(Exception):  # noqa: N818
+    """Only a pending dead letter can be replayed or discarded."""
+
+    def __init__(self, dead_letter_id: int, status: DeadLetterStatus) -> None:
+        super().__init__(f"dead letter {dead_letter_id} is {status}, not pending")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One stored dead letter."""
+
+    id: int
+    group: str
+    record: Record
+    event_id: uuid.UUID | None
+    event_type: str | None
+    error: str
+    error_kind: ErrorKind
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+    status: DeadLetterStatus
+    replayed_at: datetime | None
+    discarded_at: datetime | None
+
+
+def _columns_and_constraints(name: str) -> list[SchemaItem]:
+    kinds = ", ".join(f"'{k.value}'" for k in ErrorKind)
+    statuses = ", ".join(f"'{s.value}'" for s in DeadLetterStatus)
+    return [
+        sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
+        sa.Column("consumer_group", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        # NULL for a tombstone (a message without value is malformed for us).
+        sa.Column("value", sa.LargeBinary, nullable=True),
+        sa.Column("headers", JSONB, nullable=False),
+        sa.Column("event_id", sa.Uuid, nullable=True),
+        sa.Column("event_type", sa.Text, nullable=True),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("error_kind", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.Text, nullable=False, server_default=DeadLetterStatus.PENDING),
+        sa.Column("replayed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("discarded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=f"pk_{name}"),
+        sa.CheckConstraint(f"error_kind IN ({kinds})", name=f"ck_{name}_error_kind"),
+        sa.CheckConstraint(f"status IN ({statuses})", name=f"ck_{name}_status"),
+    ]
+
+
+def _index_specs(name: str) -> list[tuple[str, list[str], dict[str, Any]]]:
+    return [
+        # The admin listing: one group's letters by status, newest first.
+        (f"ix_{name}_listing", ["consumer_group", "status", "id"], {}),
+        # A poison message redelivered before its offset was committed is stored once;
+        # after a replay it may fail again and become a new pending letter.
+        (
+            f"uq_{name}_pending_position",
+            ["consumer_group", "topic", "partition", "offset"],
+            {"unique": True, "postgresql_where": sa.text("status = 'pending'")},
+        ),
+    ]
+
+
+def dead_letter_table(metadata: sa.MetaData, name: str = DEAD_LETTER_TABLE_NAME) -> sa.Table:
+    """Define the dead-letter table on the service's ``metadata`` and return it."""
+    table = sa.Table(name, metadata, *_columns_and_constraints(name))
+    for index_name, columns, kw in _index_specs(name):
+        sa.Index(index_name, *(table.c[c] for c in columns), **kw)
+    return table
+
+
+def create_dead_letter_table(op: MigrationOps, name: str = DEAD_LETTER_TABLE_NAME) -> None:
+    """Create the dead-letter table and its indexes (from a service's first migration)."""
+    op.create_table(name, *_columns_and_constraints(name))
+    for index_name, columns, kw in _index_specs(name):
+        op.create_index(index_name, name, columns, **kw)
+
+
+def drop_dead_letter_table(op: MigrationOps, name: str = DEAD_LETTER_TABLE_NAME) -> None:
+    """Drop the dead-letter table."""
+    op.drop_table(name)
+
+
+def feed_headers(
+    record: Record, *, group: str, error: str, kind: ErrorKind, attempts: int
+) -> list[tuple[str, bytes]]:
+    """Return the headers of the ``<group>.dead-letter`` copy: the original ones plus ours."""
+    # Ours replace same-named originals: a dead letter of a dead letter names its last failure.
+    headers = [(k, v) for k, v in record.headers if k not in _OUR_HEADERS]
+    headers += [
+        (HEADER_ERROR, error.encode("utf-8", errors="replace")),
+        (HEADER_ERROR_KIND, kind.value.encode()),
+        (HEADER_GROUP, group.encode()),
+        (HEADER_TOPIC, record.topic.encode()),
+        (HEADER_PARTITION, str(record.partition).encode()),
+        (HEADER_OFFSET, str(record.offset).encode()),
+        (HEADER_ATTEMPTS, str(attempts).encode()),
+    ]
+    return headers
+
+
+async def store_dead_letter(
+    conn: Executor,
+    table: sa.Table,
+    *,
+    outbox: sa.Table,
+    group: str,
+    record: Record,
+    error: str,
+    kind: ErrorKind,
+    attempts: int,
+    event_id: uuid.UUID | None = None,
+    event_type: str | None = None,
+    first_failed_at: datetime | None = None,
+) -> int | None:
+    """Store a dead letter and queue its feed copy, in the caller's transaction.
+
+    Returns the new id, or None when this message is already a pending dead letter (a
+    redelivery): then nothing is written and nothing is published again.
+    """
+    error = error[:MAX_ERROR_CHARS]
+    stmt = (
+        pg_insert(table)
+        .values(
+            consumer_group=group,
+            event_id=event_id,
+            event_type=event_type,
+            error=error,
+            error_kind=kind.value,
+            attempts=attempts,
+            first_failed_at=first_failed_at if first_failed_at is not None else sa.func.now(),
+            last_failed_at=sa.func.now(),
+            status=DeadLetterStatus.PENDING.value,
+            **retry.record_values(record),
+        )
+        .on_conflict_do_nothing(
+            index_elements=["consumer_group", "topic", "partition", "offset"],
+            index_where=sa.text("status = 'pending'"),
+        )
+        .returning(table.c.id)
+    )
+    new_id = (await conn.execute(stmt)).scalar_one_or_none()
+    if new_id is None:
+        return None
+    await enqueue(
+        conn,
+        outbox,
+        topic=dead_letter_topic(group),
+        key=record.key,
+        # A tombstone has no value to copy; the feed message then carries an empty one.
+        value=record.value or b"",
+        headers=feed_headers(record, group=group, error=error, kind=kind, attempts=attempts),
+    )
+    return int(new_id)
+
+
+def _dead_letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        group=row.consumer_group,
+        record=retry.record_from_row(row),
+        event_id=row.event_id,
+        event_type=row.event_type,
+        error=row.error,
+        error_kind=ErrorKind(row.error_kind),
+        attempts=row.attempts,
+        first_failed_at=row.first_failed_at,
+        last_failed_at=row.last_failed_at,
+        status=DeadLetterStatus(row.status),
+        replayed_at=row.replayed_at,
+        discarded_at=row.discarded_at,
+    )
+
+
+class DeadLetterStore:
+    """The dead letters of one service database: list, show, replay, discard."""
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        table: sa.Table,
+        retry_table: sa.Table,
+    ) -> None:
+        self._session_factory = session_factory
+        self.table = table
+        self.retry_table = retry_table
+
+    def _filters(
+        self, group: str | None, status: DeadLetterStatus | None
+    ) -> builtins.list[sa.ColumnElement[bool]]:
+        filters: builtins.list[sa.ColumnElement[bool]] = []
+        if group is not None:
+            filters.append(self.table.c.consumer_group == group)
+        if status is not None:
+            filters.append(self.table.c.status == status.value)
+        return filters
+
+    async def list(
+        self,
+        *,
+        group: str | None = None,
+        status: DeadLetterStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> builtins.list[DeadLetter]:
+        """Return dead letters, newest first, optionally of one group and status."""
+        stmt = (
+            sa.select(self.table)
+            .where(*self._filters(group, status))
+            .order_by(self.table.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._session_factory() as session:
+            rows = (await session.execute(stmt)).all()
+        return [_dead_letter(row) for row in rows]
+
+    async def count(
+        self, *, group: str | None = None, status: DeadLetterStatus | None = None
+    ) -> int:
+        """Return how many dead letters match."""
+        stmt = sa.select(sa.func.count()).select_from(self.table)
+        stmt = stmt.where(*self._filters(group, status))
+        async with self._session_factory() as session:
+            return int((await session.execute(stmt)).scalar_one())
+
+    async def get(self, dead_letter_id: int, *, group: str | None = None) -> DeadLetter | None:
+        """Return one dead letter, or None."""
+        stmt = sa.select(self.table).where(
+            self.table.c.id == dead_letter_id, *self._filters(group, None)
+        )
+        async with self._session_factory() as session:
+            row = (await session.execute(stmt)).one_or_none()
+        return None if row is None else _dead_letter(row)
+
+    async def _lock_pending(
+        self, session: AsyncSession, dead_letter_id: int, group: str | None
+    ) -> DeadLetter:
+        stmt = (
+            sa.select(self.table)
+            .where(self.table.c.id == dead_letter_id, *self._filters(group, None))
+            .with_for_update()
+        )
+        row = (await session.execute(stmt)).one_or_none()
+        if row is None:
+            raise DeadLetterNotFound(dead_letter_id)
+        letter = _dead_letter(row)
+        if letter.status is not DeadLetterStatus.PENDING:
+            raise DeadLetterNotPending(dead_letter_id, letter.status)
+        return letter
+
+    async def _mark(
+        self, session: AsyncSession, dead_letter_id: int, status: DeadLetterStatus
+    ) -> DeadLetter:
+        stamp = "replayed_at" if status is DeadLetterStatus.REPLAYED else "discarded_at"
+        stmt = (
+            sa.update(self.table)
+            .where(self.table.c.id == dead_letter_id)
+            .values({"status": status.value, stamp: sa.func.now()})
+            .returning(*self.table.c)
+        )
+        return _dead_letter((await session.execute(stmt)).one())
+
+    async def replay(self, dead_letter_id: int, *, group: str | None = None) -> DeadLetter:
+        """Hand a pending dead letter back to its consumer and mark it replayed."""
+        async with self._session_factory.begin() as session:
+            letter = await self._lock_pending(session, dead_letter_id, group)
+            # Due at once, attempts start afresh; if it is still waiting from a redelivery,
+            # that row handles it and this insert is a no-op.
+            await retry.schedule(
+                session,
+                self.retry_table,
+                group=letter.group,
+                record=letter.record,
+                attempts=0,
+                delay_s=0,
+                error=None,
+                event_id=letter.event_id,
+                event_type=letter.event_type,
+                first_failed_at=letter.first_failed_at,
+                dead_letter_id=letter.id,
+            )
+            return await self._mark(session, dead_letter_id, DeadLetterStatus.REPLAYED)
+
+    async def discard(self, dead_letter_id: int, *, group: str | None = None) -> DeadLetter:
+        """Mark a pending dead letter discarded (kept for the record, never handled)."""
+        async with self._session_factory.begin() as session:
+            await self._lock_pending(session, dead_letter_id, group)
+            return await self._mark(session, dead_letter_id, DeadLetterStatus.DISCARDED)
