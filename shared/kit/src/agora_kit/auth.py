@@ -79,7 +79,7 @@ def parse_jwks(document: Mapping[str, Any]) -> dict[str, jwt.PyJWK]:
             continue
         try:
             key = jwt.PyJWK(data, algorithm=KEY_ALGORITHMS[kty])
-        except jwt.PyJWKError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             logger.warning("skipping unusable JWK %s: %s", data.get("kid"), exc)
             continue
         if data.get("alg", key.algorithm_name) != key.algorithm_name:

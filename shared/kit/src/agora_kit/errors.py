@@ -230,11 +230,27 @@ def dependency_down(exc: BaseException) -> str | None:
         ):
             return "database"
         return None
-    if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError | socket.gaierror):
-        return "upstream"
-    if isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS:
-        return "upstream"
+    if isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError | socket.gaierror) or (
+        isinstance(exc, OSError) and exc.errno in _CONNECT_ERRNOS
+    ):
+        return _origin(exc)
     return None
+
+
+def _origin(exc: BaseException) -> str:
+    """Guess which client raised a bare socket error (asyncpg's connect does) from its frames."""
+    tb = exc.__traceback__
+    origin = "upstream"
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(("asyncpg", "sqlalchemy")):
+            origin = "database"
+        elif module.startswith("redis"):
+            origin = "redis"
+        elif module.startswith(("httpx", "httpcore")):
+            origin = "http"
+        tb = tb.tb_next
+    return origin
 
 
 def _redact(value: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -14,6 +14,18 @@ from agora_kit.settings import ServiceSettings
 
 #: Marks the root handler we own, so reconfiguring replaces it instead of stacking another.
 _HANDLER_MARK = "_agora_handler"
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Write to whatever ``sys.stderr`` is now (test runners swap it), not the one at setup."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
 
 
 def add_request_context(
@@ -65,7 +77,7 @@ def configure_logging(settings: ServiceSettings) -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()

@@ -53,8 +53,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    """Return the matched route's full template (``/api/v1/items/{item_id}``)."""
+    # FastAPI (>= 0.16x) keeps included routers nested: scope["route"] has only the router's
+    # own path, the full one lives in its effective route context. Fall back when absent.
+    fastapi_scope = scope.get("fastapi")
+    effective = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
+    path = getattr(effective, "path_format", None)
+    if not isinstance(path, str) or not path:
+        route = scope.get("route")
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return str(path) if path else UNMATCHED_ROUTE
 
 
