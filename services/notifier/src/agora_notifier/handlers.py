@@ -1,0 +1,57 @@
+"""The consumer's handlers: claim the event, apply it, record its emails, deliver them."""
+
+from __future__ import annotations
+
+from agora_contract import Envelope, Event
+from agora_kit.consumer import HandlerContext, HandlerTable, PermanentError
+from agora_kit.context import request_id_var
+from agora_kit.inbox import claim
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agora_notifier import models
+from agora_notifier.planning import PLANNERS, Links, secret_context
+from agora_notifier.postman import Postman
+from agora_notifier.records import record
+
+
+class NotifierHandlers:
+    """Handles every event and command the notifier consumes."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        postman: Postman,
+        links: Links,
+    ) -> None:
+        self._session_factory = session_factory
+        self._postman = postman
+        self._links = links
+
+    def table(self) -> HandlerTable:
+        """The handler table for the consumer loop (one entry per handled type)."""
+        table = HandlerTable()
+        for event_cls in PLANNERS:
+            table.add(event_cls, self.handle)
+        return table
+
+    async def handle(self, ctx: HandlerContext, envelope: Envelope, event: Event) -> None:
+        """Apply ``event`` once (inbox), record its emails, then attempt them."""
+        planner = PLANNERS.get(type(event))
+        if planner is None:
+            raise PermanentError(f"no planner for {envelope.type}")
+        # Outcome events carry the causing request's id, so one correlation id spans it all.
+        token = request_id_var.set(envelope.correlationid)
+        try:
+            async with self._session_factory.begin() as session:
+                # The projection change and the delivery rows commit together, once: a
+                # redelivery finds the event claimed and only resumes the deliveries.
+                if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
+                    planned = await planner(session, envelope, event, self._links)
+                    domain = self._postman.config.message_id_domain
+                    await record(session, envelope, planned, domain=domain)
+            await self._postman.deliver(
+                envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
+            )
+        finally:
+            request_id_var.reset(token)

@@ -1,0 +1,305 @@
+"""What each event means for the projections and which emails it asks for.
+
+A planner runs inside the transaction that claims the event in the inbox: it applies the
+event to the projections and returns the emails to record. Addresses come from the
+projection (or, for commands and the email-change notice, from the users service's own
+event), never from free text such as an item's description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from agora_contract import (
+    Envelope,
+    Event,
+    ItemCreated,
+    ItemDeleted,
+    ItemUpdated,
+    SendEmailVerification,
+    SendPasswordReset,
+    UserDeleted,
+    UserEmailChanged,
+    UserRegistered,
+    UserUpdated,
+)
+from agora_kit.consumer import TransientError
+from pydantic import JsonValue
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agora_notifier import projection
+from agora_notifier.records import Planned, scrub_user
+from agora_notifier.rendering import ITEM_KINDS, Kind, normalise_address
+
+#: The greeting's name when none is known.
+FALLBACK_NAME = "there"
+REASONS = {
+    "owner_request": "you deleted it.",
+    "owner_deleted": "your account was deleted.",
+}
+LABELS = {
+    "name": "Name",
+    "description": "Description",
+    "price": "Price",
+    "currency": "Currency",
+    "tags": "Tags",
+    "status": "Status",
+}
+MAX_VALUE_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Builds the links in emails from the gateway's public URL."""
+
+    public_url: str
+
+    def base(self) -> str:
+        """The public URL without a trailing slash."""
+        return self.public_url.rstrip("/")
+
+    def item(self, item_id: int) -> str:
+        """The public page of an item."""
+        return f"{self.base()}/items/{item_id}"
+
+    def token(self, path: str, token: str) -> str:
+        """A one-time link carrying ``token``."""
+        return f"{self.base()}/{path}?token={quote(token, safe='')}"
+
+
+Planner = Callable[[AsyncSession, Envelope, Any, Links], Awaitable[list[Planned]]]
+
+
+def when(value: datetime) -> str:
+    """Format an instant for people (UTC, minutes)."""
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _greet(name: str | None) -> str:
+    return name.strip() if name and name.strip() else FALLBACK_NAME
+
+
+async def _live_recipient(
+    session: AsyncSession, user_id: int, what: str
+) -> projection.Recipient | None:
+    """The recipient, None if deleted; TransientError if not projected yet (retried)."""
+    found = await projection.get_recipient(session, user_id, for_update=True)
+    if found is None:
+        raise TransientError(f"user {user_id} is not in the recipient projection yet ({what})")
+    return None if found.deleted else found
+
+
+async def plan_registered(
+    session: AsyncSession, envelope: Envelope, event: UserRegistered, links: Links
+) -> list[Planned]:
+    """Project the new user; welcome them."""
+    await projection.apply_registered(session, event, envelope.aggregateversion)
+    found = await projection.get_recipient(session, event.user_id)
+    if found is None or found.deleted:
+        return []  # deleted before this registration was handled: no mail to a gone account
+    context = {"name": _greet(event.name), "public_url": links.base()}
+    address = normalise_address(event.email)
+    return [Planned(Kind.WELCOME, event.user_id, address, event.name, context)]
+
+
+async def plan_updated(
+    session: AsyncSession, envelope: Envelope, event: UserUpdated, links: Links
+) -> list[Planned]:
+    """Project profile changes; no email."""
+    await _live_recipient(session, event.user_id, "profile update")
+    await projection.apply_updated(session, event, envelope.aggregateversion)
+    return []
+
+
+async def plan_email_changed(
+    session: AsyncSession, envelope: Envelope, event: UserEmailChanged, links: Links
+) -> list[Planned]:
+    """Project the new address; notify the old and the new one."""
+    found = await _live_recipient(session, event.user_id, "email change")
+    if found is None:
+        return []
+    await projection.apply_email_changed(session, event, envelope.aggregateversion)
+    base = {"name": _greet(found.name), "public_url": links.base()}
+    base |= {"old_email": event.old_email, "new_email": event.new_email}
+    old, new = normalise_address(event.old_email), normalise_address(event.new_email)
+    planned = [
+        Planned(Kind.EMAIL_CHANGED, event.user_id, old, found.name, base | {"audience": "old"})
+    ]
+    if new != old:
+        planned.append(
+            Planned(Kind.EMAIL_CHANGED, event.user_id, new, found.name, base | {"audience": "new"})
+        )
+    return planned
+
+
+async def plan_deleted(
+    session: AsyncSession, envelope: Envelope, event: UserDeleted, links: Links
+) -> list[Planned]:
+    """Capture the address in the goodbye's record, then erase the projection's data."""
+    found = await _live_recipient(session, event.user_id, "account deletion")
+    await projection.erase(session, event, envelope.aggregateversion)
+    await scrub_user(session, event.user_id)
+    if found is None or found.email is None:
+        return []
+    context = {"name": _greet(found.name), "public_url": links.base()}
+    return [Planned(Kind.GOODBYE, event.user_id, found.email, found.name, context)]
+
+
+async def _command(
+    session: AsyncSession,
+    event: SendEmailVerification | SendPasswordReset,
+    kind: Kind,
+) -> list[Planned]:
+    found = await projection.get_recipient(session, event.user_id)
+    if found is not None and found.deleted:
+        return []
+    context = {
+        "name": _greet(event.name),
+        "email": event.email,
+        "expires_at": when(event.expires_at),
+    }
+    return [Planned(kind, event.user_id, normalise_address(event.email), event.name, context)]
+
+
+async def plan_verification(
+    session: AsyncSession, envelope: Envelope, event: SendEmailVerification, links: Links
+) -> list[Planned]:
+    """Send the verification link to the address the command names."""
+    return await _command(session, event, Kind.EMAIL_VERIFICATION)
+
+
+async def plan_reset(
+    session: AsyncSession, envelope: Envelope, event: SendPasswordReset, links: Links
+) -> list[Planned]:
+    """Send the password-reset link to the address the command names."""
+    return await _command(session, event, Kind.PASSWORD_RESET)
+
+
+async def _item_mail(
+    session: AsyncSession, owner_id: int, kind: Kind, context: dict[str, Any]
+) -> list[Planned]:
+    owner = await _live_recipient(session, owner_id, kind.value)
+    if owner is None or owner.email is None:
+        return []
+    context = {"name": _greet(owner.name)} | context
+    skip = None if owner.item_mail or kind not in ITEM_KINDS else "opted out of item mail"
+    return [Planned(kind, owner_id, owner.email, owner.name, context, skip_reason=skip)]
+
+
+async def plan_item_created(
+    session: AsyncSession, envelope: Envelope, event: ItemCreated, links: Links
+) -> list[Planned]:
+    """Remember the item; tell the owner it is listed."""
+    mail = await _item_mail(
+        session,
+        event.owner_id,
+        Kind.ITEM_LISTED,
+        {
+            "public_url": links.base(),
+            "item_name": event.name,
+            "price": format(event.price, "f"),
+            "currency": event.currency,
+            "item_url": links.item(event.item_id),
+        },
+    )
+    await projection.apply_item_created(session, event, envelope.aggregateversion)
+    return mail
+
+
+def _shown(value: JsonValue) -> str:
+    if value is None or value == "" or value == []:
+        return "(none)"
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def describe_changes(event: ItemUpdated, currency: str | None) -> list[dict[str, str]]:
+    """The changed fields for people: prices with their currency, long texts shortened."""
+    changes: list[dict[str, str]] = []
+    new_currency = event.changes.get("currency")
+    for name, change in sorted(event.changes.items(), key=lambda kv: (kv[0] != "price", kv[0])):
+        old, new = _shown(change.old), _shown(change.new)
+        if name == "price":
+            old_cur = new_cur = currency or ""
+            if new_currency is not None:
+                old_cur, new_cur = str(new_currency.old or ""), str(new_currency.new or "")
+            old, new = f"{old} {old_cur}".strip(), f"{new} {new_cur}".strip()
+        changes.append(
+            {"label": LABELS.get(name, name.replace("_", " ").capitalize()), "old": old, "new": new}
+        )
+    return changes
+
+
+async def plan_item_updated(
+    session: AsyncSession, envelope: Envelope, event: ItemUpdated, links: Links
+) -> list[Planned]:
+    """Tell the owner what changed (the price old to new)."""
+    known = await projection.get_item(session, event.item_id)
+    name_change = event.changes.get("name")
+    item_name = (
+        known.name
+        if known is not None
+        else str(name_change.new)
+        if name_change is not None
+        else f"#{event.item_id}"
+    )
+    mail = await _item_mail(
+        session,
+        event.owner_id,
+        Kind.ITEM_CHANGED,
+        {
+            "public_url": links.base(),
+            "item_name": item_name,
+            "changes": describe_changes(event, known.currency if known else None),
+            "item_url": links.item(event.item_id),
+        },
+    )
+    await projection.apply_item_updated(session, event, envelope.aggregateversion)
+    return mail
+
+
+async def plan_item_deleted(
+    session: AsyncSession, envelope: Envelope, event: ItemDeleted, links: Links
+) -> list[Planned]:
+    """Tell the owner the item was removed, and why."""
+    known = await projection.get_item(session, event.item_id)
+    mail = await _item_mail(
+        session,
+        event.owner_id,
+        Kind.ITEM_REMOVED,
+        {
+            "public_url": links.base(),
+            "item_name": known.name if known is not None else f"#{event.item_id}",
+            "reason": event.reason,
+            "reason_text": REASONS.get(event.reason, event.reason),
+        },
+    )
+    await projection.apply_item_deleted(session, event)
+    return mail
+
+
+PLANNERS: Mapping[type[Event], Planner] = {
+    UserRegistered: plan_registered,
+    UserUpdated: plan_updated,
+    UserEmailChanged: plan_email_changed,
+    UserDeleted: plan_deleted,
+    SendEmailVerification: plan_verification,
+    SendPasswordReset: plan_reset,
+    ItemCreated: plan_item_created,
+    ItemUpdated: plan_item_updated,
+    ItemDeleted: plan_item_deleted,
+}
+"""Every event type the notifier handles, and its planner."""
+
+
+def secret_context(event: Event, links: Links) -> dict[str, str]:
+    """Template variables that are never stored: the one-time links of the commands."""
+    if isinstance(event, SendEmailVerification):
+        return {"link": links.token("verify-email", event.token)}
+    if isinstance(event, SendPasswordReset):
+        return {"link": links.token("reset-password", event.token)}
+    return {}

@@ -1,0 +1,248 @@
+"""Delivery records and attempts: claim before sending, mark after, publish the outcome.
+
+Each email is a ``delivery`` row, unique per (event id, kind, recipient). An attempt locks
+the row, moves it to ``sending`` and commits; then sends; then marks it ``sent`` (or
+``retrying``/``failed``) and queues ``NotificationSent``/``NotificationFailed`` in the same
+transaction. A crash between the SMTP server's acceptance and that mark leaves the row in
+``sending``: after ``send_lease_s`` it is sent again with the same Message-ID, the one
+duplicate no system can rule out, and a detectable one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from agora_contract import Envelope, NotificationFailed, NotificationSent
+from agora_kit.consumer import PermanentError, TransientError
+from agora_kit.uow import UnitOfWork
+from jinja2 import TemplateError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agora_notifier import models
+from agora_notifier.models import TERMINAL, DeliveryStatus
+from agora_notifier.records import scrub_user
+from agora_notifier.rendering import Kind, Renderer, build_message
+from agora_notifier.smtp import EmailSender, SendError
+from agora_notifier.throttle import Throttle
+
+logger = logging.getLogger("agora.notifier.postman")
+
+D = models.delivery
+MAX_ERROR = 1000
+
+
+class Outcome(StrEnum):
+    """What one attempt came to."""
+
+    DONE = "done"  # sent, skipped, or already sent before
+    RETRY = "retry"  # try again later
+    FAILED = "failed"  # permanent: the event becomes a dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class PostmanConfig:
+    """How deliveries are addressed and bounded."""
+
+    sender: Address
+    message_id_domain: str
+    send_lease_s: float = 60.0
+    #: The consumer's attempts; the last one marks a still-failing delivery ``failed``.
+    max_attempts: int = 8
+
+
+class Postman:
+    """Makes the attempts of an event's deliveries and records what came of them."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        sender: EmailSender,
+        throttle: Throttle,
+        renderer: Renderer,
+        config: PostmanConfig,
+    ) -> None:
+        self._session_factory = session_factory
+        self._sender = sender
+        self._throttle = throttle
+        self._renderer = renderer
+        self.config = config
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._session_factory, outbox=models.outbox)
+
+    async def deliver(
+        self, envelope: Envelope, *, secrets: Mapping[str, str], attempt: int
+    ) -> None:
+        """Attempt every unfinished delivery of ``envelope``; raise if any must be retried."""
+        async with self._session_factory() as session:
+            ids = (
+                (
+                    await session.execute(
+                        sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        final = attempt >= self.config.max_attempts
+        retry: list[str] = []
+        failed: list[str] = []
+        for delivery_id in ids:
+            outcome, detail = await self._attempt(delivery_id, envelope, secrets, final=final)
+            if outcome is Outcome.RETRY:
+                retry.append(f"delivery {delivery_id}: {detail}")
+            elif outcome is Outcome.FAILED:
+                failed.append(f"delivery {delivery_id}: {detail}")
+        # A transient failure keeps the event on the retry path; a permanently failed
+        # sibling is then attempted again too (harmless: a refusal delivers nothing).
+        if retry:
+            raise TransientError("; ".join(retry))
+        if failed:
+            raise PermanentError("; ".join(failed))
+
+    async def _attempt(
+        self, delivery_id: int, envelope: Envelope, secrets: Mapping[str, str], *, final: bool
+    ) -> tuple[Outcome, str]:
+        async with self._uow() as uow:
+            lease = timedelta(seconds=self.config.send_lease_s)
+            stmt = (
+                sa.select(
+                    D,
+                    (D.c.sending_at > sa.func.now() - lease).label("in_flight"),
+                    models.recipient.c.deleted_at,
+                )
+                .outerjoin(models.recipient, models.recipient.c.user_id == D.c.user_id)
+                .where(D.c.id == delivery_id)
+                .with_for_update(of=D)
+            )
+            row = (await uow.session.execute(stmt)).one()
+            status = DeliveryStatus(row.status)
+            if status in TERMINAL:
+                return Outcome.DONE, status.value
+            if row.deleted_at is not None and row.kind != Kind.GOODBYE:
+                await self._set(uow, row, DeliveryStatus.SKIPPED, error="recipient deleted")
+                await uow.commit()
+                return Outcome.DONE, "recipient deleted"
+            if status is DeliveryStatus.SENDING:
+                if row.in_flight:
+                    return Outcome.RETRY, "an attempt is in flight elsewhere"
+                # The attempt before died between SMTP and the mark: this may duplicate it.
+                logger.warning(
+                    "resending after an unfinished attempt; a duplicate would share Message-ID %s",
+                    row.message_id,
+                )
+            try:
+                rendered = self._renderer.render(Kind(row.kind), {**row.context, **secrets})
+                message = build_message(
+                    rendered,
+                    sender=self.config.sender,
+                    recipient=row.recipient,
+                    recipient_name=row.recipient_name,
+                    message_id=row.message_id,
+                    event_id=row.event_id,
+                    kind=row.kind,
+                    date=datetime.now(UTC),
+                )
+            except (ValueError, TypeError, TemplateError) as exc:
+                error = f"cannot build the email: {type(exc).__name__}: {exc}"
+                await self._fail(uow, row, error, permanent=True)
+                await uow.commit()
+                return Outcome.FAILED, error
+            if not await self._throttle.allow(row.recipient):
+                error = "throttled: too many emails to this recipient"
+                if final:
+                    await self._fail(uow, row, error, permanent=True)
+                else:
+                    await self._set(uow, row, DeliveryStatus.THROTTLED, error=error)
+                await uow.commit()
+                return Outcome.RETRY, error
+            await uow.session.execute(
+                sa.update(D)
+                .where(D.c.id == row.id)
+                .values(
+                    status=DeliveryStatus.SENDING.value,
+                    attempts=D.c.attempts + 1,
+                    sending_at=sa.func.now(),
+                    subject=rendered.subject,
+                    updated_at=sa.func.now(),
+                )
+            )
+            await uow.commit()
+        try:
+            await self._sender.send(
+                message, sender=self.config.sender.addr_spec, recipient=row.recipient
+            )
+        except SendError as exc:
+            return await self._after_failure(row, str(exc), permanent=exc.permanent, final=final)
+        await self._after_success(row)
+        return Outcome.DONE, "sent"
+
+    async def _set(
+        self, uow: UnitOfWork, row: Any, status: DeliveryStatus, *, error: str | None = None
+    ) -> None:
+        await uow.session.execute(
+            sa.update(D)
+            .where(D.c.id == row.id)
+            .values(
+                status=status.value,
+                last_error=error[:MAX_ERROR] if error else None,
+                updated_at=sa.func.now(),
+            )
+        )
+
+    async def _fail(self, uow: UnitOfWork, row: Any, error: str, *, permanent: bool) -> None:
+        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRYING
+        await self._set(uow, row, status, error=error)
+        uow.add_event(
+            NotificationFailed(
+                delivery_id=row.id,
+                event_id=row.event_id,
+                kind=row.kind,
+                user_id=row.user_id,
+                status="dead_lettered" if permanent else "retrying",
+                error=error[:MAX_ERROR],
+            )
+        )
+
+    async def _after_failure(
+        self, row: Any, error: str, *, permanent: bool, final: bool
+    ) -> tuple[Outcome, str]:
+        async with self._uow() as uow:
+            # The last transient failure also ends the delivery: the consumer dead-letters
+            # the event as exhausted, and a replay starts it afresh.
+            await self._fail(uow, row, error, permanent=permanent or final)
+            await uow.commit()
+        logger.info(
+            "delivery %s failed (%s): %s", row.id, "permanent" if permanent else "transient", error
+        )
+        return (Outcome.FAILED if permanent else Outcome.RETRY), error
+
+    async def _after_success(self, row: Any) -> None:
+        async with self._uow() as uow:
+            await uow.session.execute(
+                sa.update(D)
+                .where(D.c.id == row.id)
+                .values(
+                    status=DeliveryStatus.SENT.value,
+                    sent_at=sa.func.now(),
+                    last_error=None,
+                    updated_at=sa.func.now(),
+                )
+            )
+            if row.kind == Kind.GOODBYE:
+                # The last email to a deleted user is out: its address goes too.
+                await scrub_user(uow.session, row.user_id)
+            uow.add_event(
+                NotificationSent(
+                    delivery_id=row.id, event_id=row.event_id, kind=row.kind, user_id=row.user_id
+                )
+            )
+            await uow.commit()

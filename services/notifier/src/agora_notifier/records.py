@@ -1,0 +1,76 @@
+"""Delivery records: planned emails, their insertion, and erasure of a deleted user's data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from agora_contract import Envelope
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agora_notifier import models
+from agora_notifier.models import DeliveryStatus
+from agora_notifier.rendering import Kind, message_id
+
+D = models.delivery
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One email an event asks for; ``skip_reason`` records it as skipped instead."""
+
+    kind: Kind
+    user_id: int
+    recipient: str
+    recipient_name: str | None
+    context: dict[str, Any] = field(default_factory=dict)
+    skip_reason: str | None = None
+
+
+def erased_recipient() -> sa.ColumnElement[str]:
+    """SQL for the digest that replaces an address when its user is erased."""
+    digest = sa.func.encode(sa.func.sha256(sa.func.convert_to(D.c.recipient, "UTF8")), "hex")
+    return sa.literal("erased:") + digest
+
+
+async def scrub_user(session: AsyncSession, user_id: int) -> None:
+    """Erase the personal data of a deleted user's delivery records (ids and states stay)."""
+    await session.execute(
+        sa.update(D)
+        .where(D.c.user_id == user_id, D.c.recipient.not_like("erased:%"))
+        .values(
+            recipient=erased_recipient(),
+            recipient_name=None,
+            subject=None,
+            context={},
+            updated_at=sa.func.now(),
+        )
+    )
+
+
+async def record(
+    session: AsyncSession, envelope: Envelope, planned: Sequence[Planned], *, domain: str
+) -> None:
+    """Insert the planned deliveries of an event (a redelivery inserts nothing new)."""
+    for mail in planned:
+        status = DeliveryStatus.SKIPPED if mail.skip_reason else DeliveryStatus.PENDING
+        stmt = (
+            pg_insert(D)
+            .values(
+                event_id=envelope.id,
+                event_type=envelope.type,
+                kind=mail.kind.value,
+                user_id=mail.user_id,
+                recipient=mail.recipient,
+                recipient_name=mail.recipient_name,
+                context=mail.context,
+                status=status.value,
+                message_id=message_id(envelope.id, mail.kind.value, mail.recipient, domain),
+                last_error=mail.skip_reason,
+            )
+            .on_conflict_do_nothing(constraint="uq_delivery_event_kind_recipient")
+        )
+        await session.execute(stmt)

@@ -1,0 +1,76 @@
+"""The notifier's use cases behind the HTTP API."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from agora_kit.uow import UnitOfWork
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agora_notifier import models
+from agora_notifier.models import DeliveryStatus
+from agora_notifier.schemas import DeliveryPage, DeliveryPublic, Preferences
+
+D = models.delivery
+P = models.preference
+
+
+async def list_deliveries(
+    *,
+    session: AsyncSession,
+    user_id: int,
+    status: DeliveryStatus | None,
+    limit: int,
+    offset: int,
+) -> DeliveryPage:
+    """Return a page of one user's deliveries, newest first."""
+    filters = [D.c.user_id == user_id]
+    if status is not None:
+        filters.append(D.c.status == status.value)
+    rows = (
+        await session.execute(
+            sa.select(D).where(*filters).order_by(D.c.id.desc()).limit(limit).offset(offset)
+        )
+    ).all()
+    total = (
+        await session.execute(sa.select(sa.func.count()).select_from(D).where(*filters))
+    ).scalar_one()
+    items = [
+        DeliveryPublic(
+            id=row.id,
+            event_id=row.event_id,
+            kind=row.kind,
+            status=DeliveryStatus(row.status),
+            recipient=row.recipient,
+            subject=row.subject,
+            message_id=row.message_id,
+            attempts=row.attempts,
+            error=row.last_error,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            sent_at=row.sent_at,
+        )
+        for row in rows
+    ]
+    return DeliveryPage(items=items, total=int(total), limit=limit, offset=offset)
+
+
+async def get_preferences(*, session: AsyncSession, user_id: int) -> Preferences:
+    """Return a user's preferences (item mail is on until turned off)."""
+    item_mail = (
+        await session.execute(sa.select(P.c.item_mail).where(P.c.user_id == user_id))
+    ).scalar_one_or_none()
+    return Preferences(item_mail=True if item_mail is None else bool(item_mail))
+
+
+async def set_preferences(*, uow: UnitOfWork, user_id: int, item_mail: bool) -> Preferences:
+    """Store a user's preferences and return them."""
+    async with uow:
+        stmt = pg_insert(P).values(user_id=user_id, item_mail=item_mail)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[P.c.user_id],
+            set_={"item_mail": stmt.excluded.item_mail, "updated_at": sa.func.now()},
+        )
+        await uow.session.execute(stmt)
+        await uow.commit()
+    return Preferences(item_mail=item_mail)
