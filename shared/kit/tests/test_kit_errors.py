@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 import pytest_asyncio
+import redis.exceptions
+import sqlalchemy.exc
 from agora_kit import errors
 from agora_kit.app import create_service_app
 from agora_kit.deps import RedisDep, SessionDep
@@ -239,6 +241,16 @@ async def test_dependency_down_is_503_with_retry_after(
 
 
 def test_dependency_down_classifies_exceptions() -> None:
+    lost = sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+    assert errors.dependency_down(lost) == "database"
+    operational = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("admin shutdown"))
+    assert errors.dependency_down(operational) == "database"
+    duplicate = sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+    assert errors.dependency_down(duplicate) is None
+    assert errors.dependency_down(sqlalchemy.exc.TimeoutError("pool exhausted")) == "database"
+    assert errors.dependency_down(redis.exceptions.ConnectionError("refused")) == "redis"
+    assert errors.dependency_down(redis.exceptions.TimeoutError("slow")) == "redis"
+    assert errors.dependency_down(redis.exceptions.ResponseError("WRONGTYPE")) is None
     assert errors.dependency_down(ConnectionRefusedError(111, "refused")) == "upstream"
     assert errors.dependency_down(TimeoutError()) == "upstream"
     assert errors.dependency_down(FileNotFoundError(2, "missing")) is None

@@ -145,13 +145,19 @@ class Unauthorized(DomainError):  # noqa: N818 - named after the HTTP status
 
     status = 401
 
-    def __init__(self, detail: str | None = None, *, error: str | None = "invalid_token") -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        error: str | None = "invalid_token",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         challenge = "Bearer"
         if error:
             # The description is ours and fixed per failure kind; quotes would break the header.
             description = (detail or "").replace('"', "'")
             challenge = f'Bearer error="{error}", error_description="{description}"'
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+        super().__init__(detail, headers={"WWW-Authenticate": challenge}, extra=extra)
 
 
 class Forbidden(DomainError):  # noqa: N818 - named after the HTTP status
@@ -189,8 +195,11 @@ class TooManyRequests(DomainError):  # noqa: N818 - named after the HTTP status
 
     status = 429
 
-    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(
+        self, detail: str | None = None, *, retry_after: int, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        retry = str(max(1, int(retry_after)))
+        super().__init__(detail, headers={"Retry-After": retry}, extra=extra)
 
 
 class ServiceUnavailable(DomainError):  # noqa: N818 - named after the HTTP status
@@ -198,9 +207,15 @@ class ServiceUnavailable(DomainError):  # noqa: N818 - named after the HTTP stat
 
     status = 503
 
-    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
-        headers = {"Retry-After": str(max(1, retry_after))} if retry_after else None
-        super().__init__(detail, headers=headers)
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        retry_after: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        headers = {"Retry-After": str(max(1, int(retry_after)))} if retry_after else None
+        super().__init__(detail, headers=headers, extra=extra)
 
 
 #: Exception classes that may mean a dependency is down (``dependency_down`` decides).
@@ -358,9 +373,9 @@ def unhandled_problem(scope: Scope, exc: BaseException, *, retry_after_s: int) -
         return domain_problem(scope, exc, retry_after_s=retry_after_s)
     down = dependency_down(exc)
     if down is not None:
-        logger.warning(
-            "dependency unavailable: %s (%s: %s)", down, type(exc).__name__, exc, exc_info=False
-        )
+        # The driver's own message, not str(exc): SQLAlchemy's carries the statement's parameters.
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+        logger.warning("dependency unavailable: %s (%s: %s)", down, type(cause).__name__, cause)
         return problem_response(
             scope,
             503,
