@@ -35,6 +35,8 @@ def add_request_context(
     request_id = request_id_var.get()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
+    # Uvicorn attaches an ANSI-coloured copy of its message; JSON logs want only one.
+    event_dict.pop("color_message", None)
     traceparent = traceparent_var.get()
     if traceparent is not None:
         # traceparent is version-traceid-parentid-flags; logs correlate on the trace id.
