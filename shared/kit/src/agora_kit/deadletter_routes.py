@@ -5,13 +5,14 @@ A service mounts them under its own prefix, e.g.
 prefix="/api/v1/notifications/dead-letters")``.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: FastAPI must see the ``Annotated`` dependency
+# aliases built inside ``dead_letter_router`` as objects, not as strings it cannot resolve.
 
 import base64
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict
@@ -65,7 +66,7 @@ class DeadLetterPublic(BaseModel):
     discarded_at: datetime | None
 
     @classmethod
-    def from_dead_letter(cls, letter: DeadLetter) -> DeadLetterPublic:
+    def from_dead_letter(cls, letter: DeadLetter) -> Self:
         """Build the public view of a stored dead letter."""
         record = letter.record
         return cls(
