@@ -41,10 +41,11 @@ class RedisThrottle:
         key = self.key(recipient)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
+                # The window starts with its first email; later ones do not extend it
+                # (SET NX EX, not EXPIRE NX: that needs Redis 7).
+                pipe.set(key, 0, ex=self.window_s, nx=True)
                 pipe.incr(key)
-                # NX: the window starts with its first email and is not extended by later ones.
-                pipe.expire(key, self.window_s, nx=True)
-                count, _ = await pipe.execute()
+                _, count = await pipe.execute()
         except (RedisError, OSError) as exc:
             # The throttle protects inboxes; mail must not stop because Redis did.
             logger.warning("throttle unavailable, allowing: %s", type(exc).__name__)
