@@ -1,0 +1,1 @@
+"""Agora users service: accounts, tokens and signing keys."""
