@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-import sqlalchemy as sa
 import structlog
 from agora_contract import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,44 +30,11 @@ from agora_kit.consumer.handlers import (
     type_label,
 )
 from agora_kit.consumer.metrics import ConsumerMetrics
-from agora_kit.deadletters import (
-    ErrorKind,
-    create_dead_letter_table,
-    dead_letter_table,
-    drop_dead_letter_table,
-    store_dead_letter,
-)
-from agora_kit.retry import MigrationOps, Record, RetryRow
+from agora_kit.consumer.tables import ConsumerTables
+from agora_kit.deadletters import ErrorKind, store_dead_letter
+from agora_kit.retry import Record, RetryRow
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerTables:
-    """The tables a consumer loop writes (all on the service's MetaData)."""
-
-    dead_letter: sa.Table
-    retry: sa.Table
-    outbox: sa.Table
-
-
-def consumer_tables(metadata: sa.MetaData, *, outbox: sa.Table) -> ConsumerTables:
-    """Define the dead-letter and retry tables on ``metadata``; ``outbox`` carries the feed."""
-    return ConsumerTables(
-        dead_letter=dead_letter_table(metadata), retry=retry.retry_table(metadata), outbox=outbox
-    )
-
-
-def create_consumer_tables(op: MigrationOps) -> None:
-    """Create the dead-letter and retry tables (from a service's first migration)."""
-    create_dead_letter_table(op)
-    retry.create_retry_table(op)
-
-
-def drop_consumer_tables(op: MigrationOps) -> None:
-    """Drop the dead-letter and retry tables."""
-    retry.drop_retry_table(op)
-    drop_dead_letter_table(op)
 
 
 class Control(Protocol):
