@@ -16,6 +16,7 @@ from agora_contract import (
     UserUpdated,
 )
 from agora_kit.uow import UnitOfWork
+from pydantic import JsonValue
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,7 @@ from agora_users.exceptions import (
     UserNotFound,
     WrongPassword,
 )
-from agora_users.models import OneTimeToken, RefreshToken, TokenPurpose, User
+from agora_users.models import OneTimeToken, RefreshToken, Role, TokenPurpose, User
 from agora_users.passwords import Passwords
 from agora_users.schemas import UserCreate, UserUpdate
 from agora_users.security import LoginGuard, Revocation
@@ -381,3 +382,43 @@ async def list_users(
         sa.select(User).where(*where).order_by(User.id).offset(skip).limit(limit)
     )
     return list(rows), int(total or 0)
+
+
+async def ensure_admin(
+    *,
+    uow: UnitOfWork,
+    passwords: Passwords,
+    signer: TokenSigner,
+    settings: UsersSettings,
+    email: str,
+    password: str | None,
+    name: str,
+    verified: bool = False,
+) -> tuple[User, bool]:
+    """Give the account of ``email`` the admin role, creating it if needed; True if created."""
+    async with uow:
+        user = await uow.session.scalar(
+            sa.select(User).where(User.email == email).with_for_update()
+        )
+        if user is not None:
+            if Role.ADMIN.value not in user.roles:
+                roles = sorted({*user.roles, Role.ADMIN.value})
+                old: list[JsonValue] = list(user.roles)
+                new: list[JsonValue] = list(roles)
+                record_update(uow, user, {"roles": FieldChange(old=old, new=new)})
+                user.roles = roles
+                await uow.commit()
+            return user, False
+    if password is None:
+        raise ValueError("a password is needed to create the account")
+    user_in = UserCreate(email=email, name=name, password=password)
+    user = await register_user(
+        uow=uow,
+        passwords=passwords,
+        signer=signer,
+        settings=settings,
+        user_in=user_in,
+        roles=[Role.ADMIN.value],
+        verified=verified,
+    )
+    return user, True

@@ -73,7 +73,7 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> list[Rev
         .values(revoked_at=_now())
         .returning(RefreshToken.access_jti, RefreshToken.access_expires_at)
     )
-    return _revocations(result.tuples().all())
+    return _revocations(result.all())
 
 
 async def revoke_user_sessions(
@@ -90,7 +90,7 @@ async def revoke_user_sessions(
             RefreshToken.access_jti, RefreshToken.access_expires_at
         )
     )
-    return _revocations(result.tuples().all())
+    return _revocations(result.all())
 
 
 async def login(
