@@ -1,0 +1,32 @@
+#!/bin/sh
+# Entrypoint of Agora's service images.
+#   serve        (default) uvicorn on $PORT, trusting X-Forwarded-* from $FORWARDED_ALLOW_IPS only
+#   migrate      alembic upgrade head (the image's working directory holds alembic.ini)
+#   ensure-keys  create the users service's signing key set unless it exists (never rotates)
+#   anything else is run as given, e.g. `python -m agora_users.cli keys rotate`
+set -eu
+
+command="${1:-serve}"
+[ "$#" -gt 0 ] && shift
+
+case "$command" in
+serve)
+    : "${AGORA_APP:?AGORA_APP (module:factory) is not set: the image sets it}"
+    exec uvicorn --factory "$AGORA_APP" \
+        --host "${AGORA_BIND:-0.0.0.0}" --port "${PORT:-8000}" \
+        --workers "${WEB_CONCURRENCY:-1}" \
+        --proxy-headers --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+        --no-access-log --no-server-header \
+        --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_S:-20}" \
+        "$@"
+    ;;
+migrate)
+    exec python -m alembic upgrade head "$@"
+    ;;
+ensure-keys)
+    exec python "${AGORA_LIB:-/usr/local/lib/agora}/ensure_keys.py" "$@"
+    ;;
+*)
+    exec "$command" "$@"
+    ;;
+esac
