@@ -86,6 +86,15 @@ class ConsumerConfig:
         """How long the group waits for us to rejoin (covers the revoke callback)."""
         return max(self.session_timeout_ms, int((self.revoke_grace_s + 10) * 1000))
 
+    @property
+    def client_request_timeout_ms(self) -> int:
+        """The Kafka client's request timeout: a JoinGroup request waits out a whole rebalance.
+
+        Below the rebalance timeout, a join that takes long (about 5 s on the embedded broker,
+        up to the rebalance timeout on Kafka) times out and is retried forever.
+        """
+        return max(self.request_timeout_ms, self.rebalance_timeout_ms + 5000)
+
     @classmethod
     def from_settings(cls, settings: ServiceSettings, **overrides: Any) -> ConsumerConfig:
         """Build the config from the service settings, then apply ``overrides``."""

@@ -185,7 +185,7 @@ class ConsumerLoop:
             max_poll_interval_ms=config.max_poll_interval_ms,
             rebalance_timeout_ms=config.rebalance_timeout_ms,
             fetch_max_wait_ms=config.fetch_max_wait_ms,
-            request_timeout_ms=config.request_timeout_ms,
+            request_timeout_ms=config.client_request_timeout_ms,
             max_poll_records=config.max_poll_records,
         )
 
