@@ -13,12 +13,10 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-from agora_contract import Envelope, Event
 from agora_contract.topics import NOTIFICATIONS_EVENTS
 from agora_deploy.testing import MailSinkHandle
 from agora_kit.kafka import ensure_topics
@@ -27,7 +25,7 @@ from agora_kit.testing.app import app_client
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
 from agora_notifier.config import NotifierSettings
 from agora_notifier.main import create_app
-from agora_notifier.testing import MailApi
+from agora_notifier.testing import MailApi, Publisher
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
@@ -54,15 +52,6 @@ async def notifier_migrate(url: str) -> None:
         await proc.wait()
         raise
     assert proc.returncode == 0, out.decode(errors="replace")
-
-
-def notifier_topics(suffix: str) -> dict[str, str]:
-    """Per-run topic names (the real ones are shared with other suites)."""
-    return {
-        "users_topic": f"test.notifier.users-events.{suffix}",
-        "items_topic": f"test.notifier.items-events.{suffix}",
-        "commands_topic": f"test.notifier.commands.{suffix}",
-    }
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +102,9 @@ async def notifier_settings(
         log_level="WARNING",
         shutdown_timeout_s=5.0,
         relay_poll_interval_s=0.2,
-        **notifier_topics(suffix),
+        users_topic=f"test.notifier.users-events.{suffix}",
+        items_topic=f"test.notifier.items-events.{suffix}",
+        commands_topic=f"test.notifier.commands.{suffix}",
     )
     await ensure_topics(settings, [*settings.topics, NOTIFICATIONS_EVENTS], partitions=2)
     return settings
@@ -153,51 +144,12 @@ async def notifier_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProdu
         await asyncio.wait_for(producer.stop(), 30)
 
 
-class NotifierPublisher:
-    """Publishes envelopes onto the suite's topics, the way the services' relays do."""
-
-    def __init__(self, producer: AIOKafkaProducer, settings: NotifierSettings) -> None:
-        self.producer = producer
-        self.settings = settings
-
-    def topic_for(self, event: Event) -> str:
-        """The suite's topic standing in for the event's real topic."""
-        mapping = {
-            "users.events": self.settings.users_topic,
-            "items.events": self.settings.items_topic,
-            "notifier.commands": self.settings.commands_topic,
-        }
-        return mapping[event.topic]
-
-    async def event(self, event: Event, **wrap: Any) -> Envelope:
-        """Wrap ``event`` in a fresh envelope (or the given id) and publish it."""
-        envelope = Envelope.wrap(event, **wrap)
-        await self.envelope(envelope, self.topic_for(event))
-        return envelope
-
-    async def envelope(self, envelope: Envelope, topic: str) -> None:
-        """Publish an envelope as is (also a replayed one, with its id)."""
-        await self.raw(topic, envelope.kafka_key(), envelope.to_bytes(), envelope.kafka_headers())
-
-    async def raw(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Publish any bytes (poison messages)."""
-        await asyncio.wait_for(
-            self.producer.send_and_wait(topic, value=value, key=key, headers=headers or []), 30
-        )
-
-
 @pytest.fixture
 def notifier_publish(
     notifier_producer: AIOKafkaProducer, notifier_settings: NotifierSettings
-) -> NotifierPublisher:
+) -> Publisher:
     """Publish test envelopes to the suite's topics."""
-    return NotifierPublisher(notifier_producer, notifier_settings)
+    return Publisher(notifier_producer, notifier_settings)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -22,7 +22,7 @@ from agora_contract import (
 )
 from agora_notifier.config import NotifierSettings
 from agora_notifier.rendering import message_id
-from agora_notifier.testing import Mail, MailApi
+from agora_notifier.testing import Mail, MailApi, Publisher
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -37,7 +37,8 @@ def expect_mail(mail: Mail, *, to: str, subject: str, event_id: UUID, kind: str)
     assert mail.message_id == message_id(event_id, kind, to, DOMAIN).strip("<>")
     assert mail.headers["X-Agora-Kind"] == [kind]
     assert mail.headers["Auto-Submitted"] == ["auto-generated"]
-    assert mail.text.strip() and mail.html.strip()
+    assert mail.text.strip()
+    assert mail.html.strip()
 
 
 async def wait_processed(app: FastAPI, event_id: UUID, timeout_s: float = 30) -> None:
@@ -54,7 +55,7 @@ async def wait_processed(app: FastAPI, event_id: UUID, timeout_s: float = 30) ->
         await asyncio.sleep(0.2)
 
 
-async def register(publish, user_id: int, email: str, name: str = "Ada") -> UUID:  # type: ignore[no-untyped-def]
+async def register(publish: Publisher, user_id: int, email: str, name: str = "Ada") -> UUID:
     envelope = await publish.event(
         UserRegistered(user_id=user_id, email=email, name=name, registered_at=datetime.now(UTC)),
         aggregateversion=1,
@@ -64,7 +65,10 @@ async def register(publish, user_id: int, email: str, name: str = "Ada") -> UUID
 
 @pytest.mark.asyncio
 async def test_welcome_mail(
-    notifier_app: FastAPI, notifier_publish, notifier_mail: MailApi, notifier_new_user: NewUser
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
 ) -> None:
     user_id, email = notifier_new_user()
     event_id = await register(notifier_publish, user_id, email, name="Ada <Lovelace> & Co")
@@ -84,7 +88,10 @@ async def test_welcome_mail(
 
 @pytest.mark.asyncio
 async def test_verification_and_reset_commands(
-    notifier_app: FastAPI, notifier_publish, notifier_mail: MailApi, notifier_new_user: NewUser
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
 ) -> None:
     user_id, email = notifier_new_user()
     expires = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
@@ -121,7 +128,10 @@ async def test_verification_and_reset_commands(
 
 @pytest.mark.asyncio
 async def test_email_change_mails_both_addresses(
-    notifier_app: FastAPI, notifier_publish, notifier_mail: MailApi, notifier_new_user: NewUser
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
 ) -> None:
     user_id, old = notifier_new_user()
     _, new = notifier_new_user()
@@ -161,7 +171,10 @@ async def test_email_change_mails_both_addresses(
 
 @pytest.mark.asyncio
 async def test_item_mails(
-    notifier_app: FastAPI, notifier_publish, notifier_mail: MailApi, notifier_new_user: NewUser
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
 ) -> None:
     user_id, email = notifier_new_user()
     item_id = user_id
@@ -232,7 +245,7 @@ async def test_item_mails(
 @pytest.mark.asyncio
 async def test_goodbye_then_personal_data_erased(
     notifier_app: FastAPI,
-    notifier_publish,
+    notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
     notifier_settings: NotifierSettings,
@@ -272,13 +285,16 @@ async def test_goodbye_then_personal_data_erased(
                 {"u": user_id},
             )
         ).one()
-        assert row.email is None and row.name is None and row.deleted_at is not None
+        assert row.email is None
+        assert row.name is None
+        assert row.deleted_at is not None
         recipients = (
             await conn.execute(
                 text("SELECT recipient, recipient_name FROM delivery WHERE user_id = :u"),
                 {"u": user_id},
             )
         ).all()
-    assert recipients and all(r.recipient.startswith("erased:") for r in recipients)
+    assert recipients
+    assert all(r.recipient.startswith("erased:") for r in recipients)
     assert all(r.recipient_name is None for r in recipients)
     assert len(await notifier_mail.to(email)) == 2

@@ -32,8 +32,9 @@ from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agora_notifier import projection
+from agora_notifier.projection import clean_name
 from agora_notifier.records import Planned, scrub_user
-from agora_notifier.rendering import ITEM_KINDS, Kind, normalise_address
+from agora_notifier.rendering import ITEM_KINDS, Kind, clean_header_text, normalise_address
 
 #: The greeting's name when none is known.
 FALLBACK_NAME = "there"
@@ -80,7 +81,8 @@ def when(value: datetime) -> str:
 
 
 def _greet(name: str | None) -> str:
-    return name.strip() if name and name.strip() else FALLBACK_NAME
+    cleaned = clean_name(name or "")
+    return cleaned or FALLBACK_NAME
 
 
 async def _live_recipient(
@@ -103,7 +105,7 @@ async def plan_registered(
         return []  # deleted before this registration was handled: no mail to a gone account
     context = {"name": _greet(event.name), "public_url": links.base()}
     address = normalise_address(event.email)
-    return [Planned(Kind.WELCOME, event.user_id, address, event.name, context)]
+    return [Planned(Kind.WELCOME, event.user_id, address, context["name"], context)]
 
 
 async def plan_updated(
@@ -162,7 +164,8 @@ async def _command(
         "email": event.email,
         "expires_at": when(event.expires_at),
     }
-    return [Planned(kind, event.user_id, normalise_address(event.email), event.name, context)]
+    address = normalise_address(event.email)
+    return [Planned(kind, event.user_id, address, context["name"], context)]
 
 
 async def plan_verification(
@@ -200,7 +203,7 @@ async def plan_item_created(
         Kind.ITEM_LISTED,
         {
             "public_url": links.base(),
-            "item_name": event.name,
+            "item_name": clean_name(event.name),
             "price": format(event.price, "f"),
             "currency": event.currency,
             "item_url": links.item(event.item_id),
@@ -214,6 +217,7 @@ def _shown(value: JsonValue) -> str:
     if value is None or value == "" or value == []:
         return "(none)"
     text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = clean_header_text(text, limit=MAX_VALUE_CHARS + 1)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -243,7 +247,7 @@ async def plan_item_updated(
     item_name = (
         known.name
         if known is not None
-        else str(name_change.new)
+        else clean_name(str(name_change.new))
         if name_change is not None
         else f"#{event.item_id}"
     )

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agora_notifier import models
-from agora_notifier.rendering import normalise_address
+from agora_notifier.rendering import MAX_NAME, clean_header_text, normalise_address
 
 R = models.recipient
 I = models.item  # noqa: E741 - the table's short name, as R above
@@ -49,6 +49,11 @@ class KnownItem:
     item_id: int
     name: str
     currency: str
+
+
+def clean_name(value: str) -> str:
+    """A name as stored and shown: one line, no control characters (Postgres refuses NUL)."""
+    return clean_header_text(value, limit=MAX_NAME)
 
 
 def _newer(column: sa.ColumnElement[int | None], version: int | None) -> sa.ColumnElement[bool]:
@@ -89,7 +94,7 @@ async def apply_registered(
     stmt = pg_insert(R).values(
         user_id=event.user_id,
         email=normalise_address(event.email),
-        name=event.name,
+        name=clean_name(event.name),
         version=version,
     )
     stmt = stmt.on_conflict_do_update(
@@ -108,7 +113,7 @@ async def apply_registered(
 def _profile_values(changes: ChangeSet) -> dict[str, object]:
     values: dict[str, object] = {}
     if "name" in changes and isinstance(changes["name"].new, str):
-        values["name"] = changes["name"].new
+        values["name"] = clean_name(changes["name"].new)
     if "email_verified" in changes and isinstance(changes["email_verified"].new, bool):
         values["email_verified"] = changes["email_verified"].new
     if "email" in changes and isinstance(changes["email"].new, str):
@@ -177,7 +182,7 @@ async def apply_item_created(
     stmt = pg_insert(I).values(
         item_id=event.item_id,
         owner_id=event.owner_id,
-        name=event.name,
+        name=clean_name(event.name),
         currency=event.currency,
         version=version,
     )
@@ -197,7 +202,7 @@ async def apply_item_updated(
     for field in ("name", "currency"):
         change = event.changes.get(field)
         if change is not None and isinstance(change.new, str):
-            values[field] = change.new
+            values[field] = clean_name(change.new)
     if values:
         await session.execute(
             sa.update(I)

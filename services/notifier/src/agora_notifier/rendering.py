@@ -122,7 +122,7 @@ def build_message(
     msg["Message-ID"] = message_id
     # RFC 3834: tells autoresponders not to answer.
     msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Agora-Event-ID"] = str(event_id)
+    msg["X-Agora-Event-Id"] = str(event_id)
     msg["X-Agora-Kind"] = kind
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
+from email import policy
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -58,6 +61,21 @@ def classify(exc: BaseException) -> SendError:
         return SendError(f"{exc.code} {exc.message}", permanent=_is_5xx(exc.code), code=exc.code)
     # Connection refused or dropped, timeouts, TLS trouble: all may heal.
     return SendError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+#: CPython's folder drops the quotes of a long display name when it wraps it at 78
+#: characters ("Eve Bcc: x@evil.test" would then read as a group with that address), so
+#: headers are never wrapped: our names and subjects are bounded far below 998.
+_WIRE = policy.SMTP.clone(max_line_length=998)
+_WIRE_UTF8 = policy.SMTPUTF8.clone(max_line_length=998)
+
+
+def flatten(message: EmailMessage, *addresses: str) -> tuple[bytes, list[str]]:
+    """Return the wire bytes of ``message`` and the MAIL options it needs (SMTPUTF8)."""
+    utf8 = not all(a.isascii() for a in addresses)
+    out = io.BytesIO()
+    BytesGenerator(out, policy=_WIRE_UTF8 if utf8 else _WIRE).flatten(message)
+    return out.getvalue(), (["SMTPUTF8"] if utf8 else [])
 
 
 def _is_5xx(code: int | None) -> bool:
@@ -136,10 +154,15 @@ class SmtpSender:
         async with self._slots:
             conn: _Connection | None = None
             try:
+                raw, options = flatten(message, sender, recipient)
                 conn = await self._checkout()
                 errors, reply = await asyncio.wait_for(
-                    conn.client.send_message(
-                        message, sender=sender, recipients=[recipient], timeout=self._send_timeout_s
+                    conn.client.sendmail(
+                        sender,
+                        [recipient],
+                        raw,
+                        mail_options=options,
+                        timeout=self._send_timeout_s,
                     ),
                     self._send_timeout_s * 2,
                 )

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from agora_contract import Envelope, Event
+from aiokafka import AIOKafkaProducer
+
+from agora_notifier.config import NotifierSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,19 @@ class MailApi:
         return messages
 
     async def to(self, address: str) -> list[dict[str, Any]]:
-        """Return the summaries of the messages addressed (To, Cc or Bcc) to ``address``."""
-        return await self.search(f"addressed:{address}")
+        """Return the summaries of the messages whose To, Cc or Bcc *address* is ``address``.
+
+        Mailpit's ``addressed:`` also matches display names; the exact check keeps a name
+        that merely mentions an address from counting as mail to it.
+        """
+        wanted = address.lower()
+        return [
+            m
+            for m in await self.search(f"addressed:{address}")
+            if any(
+                a["Address"].lower() == wanted for f in ("To", "Cc", "Bcc") for a in m.get(f) or []
+            )
+        ]
 
     async def get(self, message_id: str) -> Mail:
         """Return one message with its parts and headers."""
@@ -92,3 +107,43 @@ class MailApi:
             yield
         finally:
             await self.set_chaos({})
+
+
+class Publisher:
+    """Publishes envelopes onto the suite's topics, the way the services' relays do."""
+
+    def __init__(self, producer: AIOKafkaProducer, settings: NotifierSettings) -> None:
+        """Publish with ``producer`` to the topics ``settings`` name."""
+        self.producer = producer
+        self.settings = settings
+
+    def topic_for(self, event: Event) -> str:
+        """The suite's topic standing in for the event's real topic."""
+        mapping = {
+            "users.events": self.settings.users_topic,
+            "items.events": self.settings.items_topic,
+            "notifier.commands": self.settings.commands_topic,
+        }
+        return mapping[event.topic]
+
+    async def event(self, event: Event, **wrap: Any) -> Envelope:
+        """Wrap ``event`` in a fresh envelope (or the given id) and publish it."""
+        envelope = Envelope.wrap(event, **wrap)
+        await self.envelope(envelope, self.topic_for(event))
+        return envelope
+
+    async def envelope(self, envelope: Envelope, topic: str) -> None:
+        """Publish an envelope as is (also a replayed one, with its id)."""
+        await self.raw(topic, envelope.kafka_key(), envelope.to_bytes(), envelope.kafka_headers())
+
+    async def raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Publish any bytes (poison messages)."""
+        await asyncio.wait_for(
+            self.producer.send_and_wait(topic, value=value, key=key, headers=headers or []), 30
+        )
