@@ -455,7 +455,10 @@ async def test_in_order_retries_in_place_while_other_partitions_flow(harness: Ha
         if event.user_id == 30:
             release_30.set()
 
-    loop = harness.loop(effect_handlers(harness.db, before=before), policy=FailurePolicy.IN_ORDER)
+    # A tiny buffer: partition 0 is paused while it retries, and resumed as it catches up.
+    loop = harness.loop(
+        effect_handlers(harness.db, before=before), policy=FailurePolicy.IN_ORDER, max_buffered=2
+    )
     await loop.start()
     envelopes: dict[int, Envelope] = {}
     for uid in (20, 21, 22, 23, 24):

@@ -114,6 +114,10 @@ class PartitionWorker:
             else:
                 self._consumer.resume(self.tp)
             self._paused = paused
+            log.debug(
+                "consumer.paused" if paused else "consumer.resumed",
+                partition=f"{self.tp.topic}[{self.tp.partition}]",
+            )
         except IllegalStateError:
             pass  # no longer assigned: the next owner starts unpaused anyway
 
