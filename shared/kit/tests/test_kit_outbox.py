@@ -22,9 +22,9 @@ from agora_kit.outbox import (
     enqueue,
     notify_channel,
     outbox_table,
+    run_retention,
     scrub_published,
 )
-from agora_kit.relay import run_retention
 from agora_kit.settings import ServiceSettings
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncEngine

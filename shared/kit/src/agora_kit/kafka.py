@@ -103,7 +103,7 @@ async def ensure_topics(
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_is_retriable),
         stop=stop_after_attempt(ENSURE_TOPICS_ATTEMPTS) | stop_after_delay(timeout_s * 3),
-        wait=wait_exponential_jitter(initial=0.2, max=3.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=3.0, jitter=0.2),
         reraise=True,
     ):
         with attempt:

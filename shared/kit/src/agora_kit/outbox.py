@@ -19,9 +19,12 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import SchemaItem
+
+log = structlog.get_logger(__name__)
 
 #: The default outbox table name (one per service database).
 DEFAULT_TABLE_NAME = "outbox"
@@ -202,6 +205,18 @@ async def enqueue(
     await enqueue_many(session, table, [message])
 
 
+async def pending_stats(
+    conn: AsyncSession | AsyncConnection, table: sa.Table
+) -> tuple[int, float | None]:
+    """Return (unpublished rows, age in seconds of the oldest one, or None when none)."""
+    query = sa.select(
+        sa.func.count(),
+        sa.func.extract("epoch", sa.func.now() - sa.func.min(table.c.created_at)),
+    ).where(table.c.published_at.is_(None))
+    count, age = (await conn.execute(query)).one()
+    return int(count), (float(age) if age is not None else None)
+
+
 async def scrub_published(
     conn: AsyncSession | AsyncConnection,
     table: sa.Table,
@@ -251,3 +266,29 @@ async def delete_published(
     )
     result = await conn.execute(sa.delete(table).where(table.c.id.in_(batch)))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def run_retention(
+    conn: AsyncConnection,
+    table: sa.Table,
+    *,
+    retention: timedelta,
+    delete_after: timedelta,
+    max_batches: int = 20,
+    batch: int = 1000,
+) -> tuple[int, int]:
+    """Scrub, then delete, published rows past their retention; return (scrubbed, deleted)."""
+    scrubbed = deleted = 0
+    for _ in range(max_batches):
+        n = await scrub_published(conn, table, older_than=retention, limit=batch)
+        scrubbed += n
+        if n < batch:
+            break
+    for _ in range(max_batches):
+        n = await delete_published(conn, table, older_than=delete_after, limit=batch)
+        deleted += n
+        if n < batch:
+            break
+    if scrubbed or deleted:
+        log.info("relay.retention", table=table.name, scrubbed=scrubbed, deleted=deleted)
+    return scrubbed, deleted
