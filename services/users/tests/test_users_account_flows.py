@@ -100,11 +100,20 @@ async def test_patch_me_changes_the_name_and_publishes_the_change(
     changes = UserUpdated.model_validate(event[2].data).changes
     assert (changes["name"].old, changes["name"].new) == ("Ada", "Ada L.")
 
+    same_id = new_request_id()
+    same = await client.patch(
+        "/api/v1/users/me", json={"name": "Ada L."}, headers={**headers, "X-Request-ID": same_id}
+    )
+    assert same.status_code == 200
+    assert same.json()["name"] == "Ada L."
+
     refused = await client.patch("/api/v1/users/me", json={"roles": ["admin"]}, headers=headers)
     assert refused.status_code == 422
     bad = await client.patch("/api/v1/users/me", json={"name": "tab\x0bbed"}, headers=headers)
     assert bad.status_code == 422
     assert (await client.patch("/api/v1/users/me", json={"name": "x"})).status_code == 401
+    await users_tap.settle()
+    assert users_tap.caused_by(same_id) == []  # no change, no event
 
 
 async def test_email_change_needs_the_password_and_emits_one_event(

@@ -29,6 +29,11 @@ keys_app = typer.Typer(help="Signing keys of the users service.", no_args_is_hel
 admin_app = typer.Typer(help="Administrators of Agora.", no_args_is_help=True)
 
 
+@admin_app.callback()
+def _admin() -> None:
+    """Administrators of Agora (a group, so ``admin create`` keeps its name)."""
+
+
 def _settings() -> UsersSettings:
     try:
         return UsersSettings()

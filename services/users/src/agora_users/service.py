@@ -250,7 +250,8 @@ async def update_me(*, uow: UnitOfWork, user_id: int, changes: UserUpdate) -> Us
             user.name = changes.name
         if diff:
             record_update(uow, user, diff)
-            await uow.commit()
+        # Also without changes: a rollback would expire the object we return.
+        await uow.commit()
     return user
 
 
@@ -284,6 +285,7 @@ async def change_email(
             user, current_password, passwords=passwords, guard=guard, client=client
         )
         if new_email == user.email:
+            await uow.commit()  # nothing to change; commit keeps ``user`` loaded
             return user
         if await _email_in_use(session, new_email):
             raise EmailTaken()
@@ -407,7 +409,7 @@ async def ensure_admin(
                 new: list[JsonValue] = list(roles)
                 record_update(uow, user, {"roles": FieldChange(old=old, new=new)})
                 user.roles = roles
-                await uow.commit()
+            await uow.commit()
             return user, False
     if password is None:
         raise ValueError("a password is needed to create the account")
