@@ -3,7 +3,9 @@
 #   serve        (default) uvicorn on $PORT, trusting X-Forwarded-* from $FORWARDED_ALLOW_IPS only
 #   migrate      alembic upgrade head (the image's working directory holds alembic.ini)
 #   ensure-keys  create the users service's signing key set unless it exists (never rotates)
-#   anything else is run as given, e.g. `python -m agora_users.cli keys rotate`
+#   keys|admin   the users service's commands (`keys rotate`, `keys list`, `admin create`)
+#   dlq          the notifier's dead-letter commands
+#   anything else is run as given
 set -eu
 
 command="${1:-serve}"
@@ -25,6 +27,15 @@ migrate)
     ;;
 ensure-keys)
     exec python "${AGORA_LIB:-/usr/local/lib/agora}/ensure_keys.py" "$@"
+    ;;
+keys | admin | dlq)
+    # The command groups `agora keys|admin|dlq` mounts on the embedded stack, here run
+    # against the container's own settings.
+    case "$command" in
+    dlq) module=agora_notifier.cli ;;
+    *) module=agora_users.cli ;;
+    esac
+    exec python -c "from $module import ${command}_app as app; app(prog_name='$command')" "$@"
     ;;
 *)
     exec "$command" "$@"

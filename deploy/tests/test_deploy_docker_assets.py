@@ -202,6 +202,13 @@ def test_entrypoint_migrates_with_alembic_and_runs_other_commands(recorders: Pat
     assert argv == ["python", "/opt/lib/ensure_keys.py"]
     result, argv = run_entrypoint(recorders, ["alembic-check", "current"], {})
     assert argv == ["alembic-check", "current"]
+    _, argv = run_entrypoint(recorders, ["dlq", "list", "--limit", "5"], {})
+    assert argv[:2] == ["python", "-c"]
+    assert "from agora_notifier.cli import dlq_app" in argv[2]
+    assert argv[3:] == ["list", "--limit", "5"]
+    _, argv = run_entrypoint(recorders, ["admin", "create", "--email", "a@example.com"], {})
+    assert "from agora_users.cli import admin_app" in argv[2]
+    assert argv[3:] == ["create", "--email", "a@example.com"]
 
 
 # --- the container healthcheck ------------------------------------------------------------
@@ -282,9 +289,9 @@ def test_ensure_keys_creates_the_key_set_once_and_the_service_loads_it(
     env = {k: str(v) for k, v in env.items()}
     run_env = {"PATH": f"{Path(sys.executable).parent}:{BASE_PATH}", "HOME": str(tmp_path), **env}
 
-    def provision() -> subprocess.CompletedProcess[str]:
+    def entrypoint(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["sh", str(ENTRYPOINT), "ensure-keys"],
+            ["sh", str(ENTRYPOINT), *args],
             env=run_env,
             cwd=tmp_path,
             capture_output=True,
@@ -292,31 +299,43 @@ def test_ensure_keys_creates_the_key_set_once_and_the_service_loads_it(
             timeout=60,
         )
 
+    def active_kid() -> str:
+        # The service itself, in production, with the compose environment, loads the key set.
+        code = (
+            "from agora_users.config import UsersSettings\n"
+            "from agora_users.keystore import KeyStore\n"
+            "print(KeyStore.from_settings(UsersSettings()).keyset.active.kid)\n"
+        )
+        loaded = subprocess.run(
+            [sys.executable, "-c", code],
+            env=run_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert loaded.returncode == 0, loaded.stderr
+        return loaded.stdout.strip()
+
     manifest_path = keys_dir / str(importlib.import_module("agora_users.keys").MANIFEST)
-    first = provision()
+    first = entrypoint("ensure-keys")
     assert first.returncode == 0, first.stderr
     assert "created" in first.stdout
     manifest = json.loads(manifest_path.read_text())
-    second = provision()
+    second = entrypoint("ensure-keys")
     assert second.returncode == 0, second.stderr
     assert "kept" in second.stdout
     assert json.loads(manifest_path.read_text()) == manifest  # never rotates
-    # The service itself, in production, with the compose environment, loads that key set.
-    code = (
-        "from agora_users.config import UsersSettings\n"
-        "from agora_users.keystore import KeyStore\n"
-        "print(KeyStore.from_settings(UsersSettings()).keyset.active.kid)\n"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code],
-        env=run_env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip() == manifest["active"]
+    assert active_kid() == manifest["active"]
+    # Rotation is the users CLI, through the same entrypoint (docs/compose.md).
+    rotated = entrypoint("keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    new_kid = json.loads(manifest_path.read_text())["active"]
+    assert new_kid != manifest["active"]
+    assert new_kid in rotated.stdout
+    assert active_kid() == new_kid
+    assert entrypoint("ensure-keys").returncode == 0
+    assert json.loads(manifest_path.read_text())["active"] == new_kid
 
 
 # --- the Dockerfile ----------------------------------------------------------------------------
