@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,18 @@ from agora_kit.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 
+#: Cleanups that outlive a cancelled caller; the loop itself only keeps weak references.
+_CLEANUPS: set[asyncio.Task[None]] = set()
+
+
+async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to completion even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(coro)
+    _CLEANUPS.add(task)
+    task.add_done_callback(_CLEANUPS.discard)
+    await asyncio.shield(task)
+
+
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     """The relay's tunables (``from_settings`` reads them from a service's settings)."""
@@ -48,7 +61,7 @@ class RelayConfig:
     ack_timeout_s: float = 25.0
     producer_start_timeout_s: float = 10.0
     backoff_initial_s: float = 0.2
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 10.0
     retention: timedelta = timedelta(days=7)
     delete_after: timedelta = timedelta(days=30)
     retention_interval_s: float = 300.0
@@ -273,7 +286,7 @@ class OutboxRelay:
                 await conn.execute(sa.select(sa.func.pg_backend_pid()))
             ).scalar_one()
         except BaseException:
-            await asyncio.shield(conn.invalidate())
+            await _shielded(conn.invalidate())
             raise
         self._conn = conn
         return True
@@ -285,7 +298,7 @@ class OutboxRelay:
         if conn is not None:
             # Never returned to the pool: closing the session is what releases the lock.
             with contextlib.suppress(Exception):
-                await asyncio.shield(conn.invalidate())
+                await _shielded(conn.invalidate())
 
     async def _lead(self) -> None:
         conn = self._conn

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import sqlalchemy as sa
 from agora_contract import Envelope, Event
@@ -21,6 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_kit.context import request_id_var, traceparent_var
 from agora_kit.outbox import OutboxMessage, enqueue_many
+
+#: Cleanups that outlive a cancelled caller; the loop itself only keeps weak references.
+_CLEANUPS: set[asyncio.Task[None]] = set()
+
+
+async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to completion even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(coro)
+    _CLEANUPS.add(task)
+    task.add_done_callback(_CLEANUPS.discard)
+    await asyncio.shield(task)
 
 
 class UnitOfWorkError(RuntimeError):
@@ -72,7 +83,7 @@ class UnitOfWork:
         if session is not None:
             # Shielded: a request cancelled mid-exit must still return a clean connection
             # to the pool, never one inside a half-finished transaction.
-            await asyncio.shield(self._discard(session))
+            await _shielded(self._discard(session))
 
     @staticmethod
     async def _discard(session: AsyncSession) -> None:
