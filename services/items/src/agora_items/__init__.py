@@ -1,0 +1,1 @@
+"""Agora items service: items owned by users, published as events on items.events."""

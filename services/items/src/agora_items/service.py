@@ -1,0 +1,266 @@
+"""Item use cases: every write goes through the unit of work with exactly one event."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import sqlalchemy as sa
+from agora_contract import ItemCreated, ItemDeleted, ItemUpdated, changes_between
+from agora_kit.uow import UnitOfWork
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agora_items.currencies import minor_units, price_fits
+from agora_items.etags import etag_for, if_match_holds
+from agora_items.exceptions import (
+    AccountDeleted,
+    ItemNotFound,
+    NotItemOwner,
+    PriceNotInCurrency,
+    StaleItem,
+)
+from agora_items.models import Item, ItemStatus, UserState
+from agora_items.schemas import ItemCreate, ItemReplace, SortOrder
+
+#: The fields an owner can change; ``ItemUpdated.changes`` names only these.
+MUTABLE_FIELDS: Final = ("name", "description", "price", "currency", "tags", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """What a list request asks for (already validated by the router)."""
+
+    skip: int = 0
+    limit: int = 10
+    search: str | None = None
+    tags: tuple[str, ...] = ()
+    owner_id: int | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    status: ItemStatus | None = None
+    currency: str | None = None
+    sort: SortOrder = SortOrder.NEWEST
+
+
+def _snapshot(item: Item) -> dict[str, Any]:
+    """Return the mutable fields as their event JSON values (prices as decimal strings)."""
+    return {
+        "name": item.name,
+        "description": item.description,
+        "price": format(item.price, "f"),
+        "currency": item.currency,
+        "tags": list(item.tags),
+        "status": str(item.status),
+    }
+
+
+def _check_price(price: Decimal, currency: str) -> None:
+    if not price_fits(price, currency):
+        raise PriceNotInCurrency(format(price, "f"), currency, minor_units()[currency])
+
+
+async def ensure_active_user(session: AsyncSession, user_id: int) -> None:
+    """Refuse a user the projection marks deleted; hold its row until this transaction ends.
+
+    The shared row lock orders a create against a concurrent ``UserDeleted`` cascade (which
+    locks the row exclusively): either the cascade sees the new item and deletes it, or the
+    create sees the deleted flag. A user never seen before gets a version-0 row.
+    """
+    await session.execute(
+        pg_insert(UserState)
+        .values(user_id=user_id)
+        .on_conflict_do_nothing(index_elements=["user_id"])
+    )
+    deleted = await session.scalar(
+        sa.select(UserState.deleted).where(UserState.user_id == user_id).with_for_update(read=True)
+    )
+    if deleted:
+        raise AccountDeleted(user_id)
+
+
+async def create_item(*, uow: UnitOfWork, owner_id: int, item_in: ItemCreate) -> Item:
+    """List a new item owned by ``owner_id`` and publish ``ItemCreated``."""
+    _check_price(item_in.price, item_in.currency)
+    async with uow:
+        session = uow.session
+        await ensure_active_user(session, owner_id)
+        now = datetime.now(UTC)
+        item = Item(
+            owner_id=owner_id,
+            name=item_in.name,
+            description=item_in.description,
+            price=item_in.price,
+            currency=item_in.currency,
+            tags=list(item_in.tags),
+            status=ItemStatus.ACTIVE.value,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(item)
+        await session.flush()
+        uow.add_event(
+            ItemCreated(
+                item_id=item.id,
+                owner_id=owner_id,
+                name=item.name,
+                description=item.description,
+                price=item.price,
+                currency=item.currency,
+                tags=list(item.tags),
+                status=item.status,
+            ),
+            aggregateversion=item.version,
+        )
+        await uow.commit()
+    return item
+
+
+async def get_item(*, session: AsyncSession, item_id: int) -> Item:
+    """Return one item; raise ``ItemNotFound``."""
+    item = await session.get(Item, item_id)
+    if item is None:
+        raise ItemNotFound(item_id)
+    return item
+
+
+def _conditions(query: ItemFilter) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.search:
+        # Substring match, case-insensitive; the user's % and _ are literal characters.
+        escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        conditions.append(
+            sa.or_(
+                Item.name.ilike(pattern, escape="\\"),
+                Item.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if query.tags:
+        conditions.append(Item.tags.contains(list(query.tags)))
+    if query.owner_id is not None:
+        conditions.append(Item.owner_id == query.owner_id)
+    if query.min_price is not None:
+        conditions.append(Item.price >= query.min_price)
+    if query.max_price is not None:
+        conditions.append(Item.price <= query.max_price)
+    if query.status is not None:
+        conditions.append(Item.status == query.status.value)
+    if query.currency is not None:
+        conditions.append(Item.currency == query.currency)
+    return conditions
+
+
+_ORDER: Final[Mapping[SortOrder, tuple[sa.UnaryExpression[Any], ...]]] = {
+    # The id breaks ties, so pages never overlap or skip items with equal keys.
+    SortOrder.NEWEST: (Item.created_at.desc(), Item.id.desc()),
+    SortOrder.OLDEST: (Item.created_at.asc(), Item.id.asc()),
+    SortOrder.PRICE_ASC: (Item.price.asc(), Item.id.asc()),
+    SortOrder.PRICE_DESC: (Item.price.desc(), Item.id.desc()),
+}
+
+
+async def list_items(*, session: AsyncSession, query: ItemFilter) -> tuple[list[Item], int]:
+    """Return one page of the items matching ``query`` and how many match in all."""
+    conditions = _conditions(query)
+    total = await session.scalar(sa.select(sa.func.count()).select_from(Item).where(*conditions))
+    page = await session.scalars(
+        sa.select(Item)
+        .where(*conditions)
+        .order_by(*_ORDER[query.sort])
+        .offset(query.skip)
+        .limit(query.limit)
+    )
+    return list(page), int(total or 0)
+
+
+async def _owned_for_update(
+    session: AsyncSession, *, item_id: int, actor_id: int, if_match: str | None
+) -> Item:
+    """Lock the item, then check ownership and the ``If-Match`` precondition."""
+    item = await session.scalar(sa.select(Item).where(Item.id == item_id).with_for_update())
+    if item is None:
+        raise ItemNotFound(item_id)
+    if item.owner_id != actor_id:
+        raise NotItemOwner(item_id)
+    etag = etag_for(item.version)
+    if not if_match_holds(if_match, etag):
+        raise StaleItem(item_id, etag)
+    return item
+
+
+async def update_item(
+    *,
+    uow: UnitOfWork,
+    item_id: int,
+    actor_id: int,
+    changes: Mapping[str, Any],
+    if_match: str | None = None,
+) -> Item:
+    """Apply ``changes`` (a PATCH) as the owner; publish ``ItemUpdated`` if anything changed."""
+    unknown = set(changes) - set(MUTABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not mutable: {', '.join(sorted(unknown))}")
+    async with uow:
+        session = uow.session
+        item = await _owned_for_update(
+            session, item_id=item_id, actor_id=actor_id, if_match=if_match
+        )
+        before = _snapshot(item)
+        for name, value in changes.items():
+            setattr(item, name, list(value) if name == "tags" else value)
+        if "status" in changes:
+            item.status = ItemStatus(changes["status"]).value
+        _check_price(item.price, item.currency)
+        delta = changes_between(before, _snapshot(item))
+        if not delta:
+            # Nothing changed: no new version, no event. Detached first, so the rollback
+            # that ends the block does not expire the attributes the caller reads.
+            session.expunge(item)
+            return item
+        item.version += 1
+        item.updated_at = datetime.now(UTC)
+        await session.flush()
+        uow.add_event(
+            ItemUpdated(item_id=item.id, owner_id=item.owner_id, changes=delta),
+            aggregateversion=item.version,
+        )
+        await uow.commit()
+    return item
+
+
+async def replace_item(
+    *,
+    uow: UnitOfWork,
+    item_id: int,
+    actor_id: int,
+    item_in: ItemReplace,
+    if_match: str | None = None,
+) -> Item:
+    """Replace every mutable field (a PUT) as the owner; publish ``ItemUpdated`` on change."""
+    changes = {name: getattr(item_in, name) for name in MUTABLE_FIELDS}
+    return await update_item(
+        uow=uow, item_id=item_id, actor_id=actor_id, changes=changes, if_match=if_match
+    )
+
+
+async def delete_item(
+    *, uow: UnitOfWork, item_id: int, actor_id: int, if_match: str | None = None
+) -> None:
+    """Delete an item as its owner and publish ``ItemDeleted`` (reason ``owner_request``)."""
+    async with uow:
+        session = uow.session
+        item = await _owned_for_update(
+            session, item_id=item_id, actor_id=actor_id, if_match=if_match
+        )
+        await session.delete(item)
+        await session.flush()
+        uow.add_event(
+            ItemDeleted(item_id=item.id, owner_id=item.owner_id, reason="owner_request"),
+            aggregateversion=item.version + 1,
+        )
+        await uow.commit()

@@ -1,0 +1,135 @@
+"""Fixtures of the items suite: one migrated database, one running app, a tap on items.events.
+
+The app runs once per test session (its consumer joins a group once, ~5 s on the embedded
+broker); tests stay independent by using fresh user ids, so they never see each other's
+items, and by matching events on their own item ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from agora_contract.topics import ITEMS_EVENTS
+from agora_items.config import ItemsSettings
+from agora_items.main import create_app
+from agora_items.testing import EventTap, ItemsHarness, migrate, wait_for
+from agora_kit.db import create_engine
+from agora_kit.kafka import ensure_topics
+from agora_kit.settings import Environment
+from agora_kit.testing.app import app_client
+from agora_kit.testing.jwt import JwksServer, JwtKeyring
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def items_keyring() -> JwtKeyring:
+    """The suite's signing keys (the users service's stand-in)."""
+    return JwtKeyring()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def items_jwks(items_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
+    """A loopback server publishing the keyring's JWKS."""
+    async with JwksServer(items_keyring) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def items_database(create_database: Callable[[str], str]) -> str:
+    """A fresh database migrated with the service's Alembic chain."""
+    url = create_database("items_test")
+    await asyncio.to_thread(migrate, url, PROJECT_DIR)
+    return url
+
+
+@pytest.fixture(scope="session")
+def items_settings(
+    items_database: str, redis_url: str, kafka_bootstrap: str, items_jwks: JwksServer
+) -> ItemsSettings:
+    """Settings for the suite's app: a users topic and consumer group of its own."""
+    suffix = uuid.uuid4().hex[:8]
+    return ItemsSettings(
+        env=Environment.TEST,
+        database_url=items_database,
+        redis_url=redis_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_enable_idempotence=False,
+        jwks_url=items_jwks.url,
+        users_topic=f"test.items.users-events.{suffix}",
+        consumer_group=f"items-test-{suffix}",
+        log_json=False,
+        log_level="WARNING",
+        relay_poll_interval_s=0.2,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
+    """Collect items.events from its current end (assigned partitions: no group join)."""
+    await ensure_topics(items_settings, [ITEMS_EVENTS, items_settings.users_topic])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=items_settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        request_timeout_ms=10_000,
+        fetch_max_wait_ms=50,
+    )
+    await asyncio.wait_for(consumer.start(), timeout=30)
+    tap = EventTap()
+    task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(consumer.topics(), timeout=15)  # loads the cluster metadata
+        partitions = consumer.partitions_for_topic(ITEMS_EVENTS)
+        tps = [TopicPartition(ITEMS_EVENTS, p) for p in sorted(partitions or ())]
+        assert tps, "items.events has no partitions"
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now, before any test writes
+            await asyncio.wait_for(consumer.position(tp), timeout=15)
+        task = asyncio.create_task(tap.run(consumer))
+        yield tap
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+        await asyncio.wait_for(consumer.stop(), timeout=15)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def items(
+    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: EventTap
+) -> AsyncIterator[ItemsHarness]:
+    """The running app (lifespan: relay and consumer) with a client and a producer."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=items_settings.kafka_bootstrap_servers,
+        enable_idempotence=False,
+        acks="all",
+        request_timeout_ms=10_000,
+    )
+    await asyncio.wait_for(producer.start(), timeout=30)
+    engine = create_engine(items_settings)
+    app = create_app(items_settings)
+    try:
+        async with app_client(app) as client:
+            harness = ItemsHarness(
+                app=app,
+                client=client,
+                keyring=items_keyring,
+                settings=items_settings,
+                tap=items_tap,
+                producer=producer,
+                engine=engine,
+            )
+            # Joined before the first test: cascades are then timed by the handler alone,
+            # and shutdown never interrupts a join (which would leak its connections).
+            await wait_for(lambda: harness.consumer.assignment, timeout_s=60)
+            yield harness
+    finally:
+        await engine.dispose()
+        await asyncio.wait_for(producer.stop(), timeout=15)
