@@ -211,6 +211,28 @@ def test_entrypoint_migrates_with_alembic_and_runs_other_commands(recorders: Pat
     assert argv[3:] == ["create", "--email", "a@example.com"]
 
 
+@pytest.mark.parametrize(
+    ("group", "module"),
+    [("keys", "agora_users.cli"), ("admin", "agora_users.cli"), ("dlq", "agora_notifier.cli")],
+)
+def test_entrypoint_command_groups_reach_the_service_clis(
+    group: str, module: str, tmp_path: Path
+) -> None:
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        pytest.skip(f"{module} is not installed yet")
+    env = {"PATH": f"{Path(sys.executable).parent}:{BASE_PATH}", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), group, "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: {group}" in result.stdout
+
+
 # --- the container healthcheck ------------------------------------------------------------
 
 
