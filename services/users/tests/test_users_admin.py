@@ -151,7 +151,15 @@ async def test_keys_rotate_and_list(users_settings: UsersSettings, tmp_path: Pat
     assert retired["not_after"] is not None
     assert (tmp_path / "keys" / f"{active['kid']}.pem").stat().st_mode & 0o077 == 0
 
+    emergency = await _invoke(keys_app, ["rotate", "--retire-now"], env)
+    assert emergency.exit_code == 0, emergency.output
+    manifest = json.loads((tmp_path / "keys" / MANIFEST).read_text())
+    assert active["kid"] not in {k["kid"] for k in manifest["keys"]}
+    assert not (tmp_path / "keys" / f"{active['kid']}.pem").exists()
+    active = next(k for k in manifest["keys"] if k["kid"] == manifest["active"])
+    assert active["alg"] == "EdDSA"
+
     listing = await _invoke(keys_app, ["list"], env)
     assert listing.exit_code == 0
-    assert f"{active['kid']}  RS256  active" in listing.output
+    assert f"{active['kid']}  EdDSA  active" in listing.output
     assert retired["kid"] in listing.output

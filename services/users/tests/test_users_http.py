@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,9 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from agora_users.config import UsersSettings
 from agora_users.main import create_app
-from agora_users.testing import PASSWORD, ClientFactory, new_email
+from agora_users.models import User
+from agora_users.testing import PASSWORD, ClientFactory, login, new_email
+from fastapi import FastAPI
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -112,3 +116,30 @@ async def test_dependencies_down_give_503_with_retry_after(
         assert response.headers["content-type"].startswith("application/problem+json")
     assert "Traceback" not in register.text
     assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_passwords_and_hashes_stay_out_of_logs_and_errors(
+    users_client: ClientFactory, users_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = users_client()
+    secret = f"pw-{new_email()}"
+    payload = {"email": new_email(), "name": "Quiet", "password": secret}
+    assert (await client.post("/api/v1/users", json=payload)).status_code == 201
+    assert (await client.post("/api/v1/users", json=payload)).status_code == 409
+    assert (await login(client, payload["email"], secret)).status_code == 200
+    assert (await login(client, payload["email"], secret + "x")).status_code == 400
+    short = await client.post("/api/v1/users", json={**payload, "password": "tiny"})
+    assert short.status_code == 422
+    assert caplog.records, "the requests were logged"
+    assert secret not in caplog.text
+    assert "$argon2" not in caplog.text
+
+    # A failing statement's error text carries no bound parameters (e.g. a hash).
+    engine = users_app.state.ctx.engine
+    with pytest.raises(sa.exc.IntegrityError) as failed:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.insert(User).values(email="UPPER@EXAMPLE.COM", name="x", hashed_password=secret)
+            )
+    assert secret not in str(failed.value)

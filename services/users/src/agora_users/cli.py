@@ -7,7 +7,7 @@ They read their settings from the environment exactly like the service (UsersSet
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from agora_users import service
 from agora_users.config import KeyAlgorithm, UsersSettings
 from agora_users.keys import KeySetError, rotate_folder
 from agora_users.keystore import KeyStore, key_lifetime
-from agora_users.models import OUTBOX, User
+from agora_users.models import OUTBOX, User, hide_sql_parameters
 from agora_users.passwords import Passwords
 from agora_users.schemas import PASSWORD_MAX, PASSWORD_MIN, clean_name, normalise_email
 from agora_users.tokens import TokenSigner
@@ -48,6 +48,14 @@ def rotate(
         KeyAlgorithm | None,
         typer.Option(help="Algorithm of the new key (default: USERS_KEY_ALGORITHM)."),
     ] = None,
+    retire_now: Annotated[
+        bool,
+        typer.Option(
+            "--retire-now",
+            help="After a key compromise: the previous key stops verifying at once "
+            "(every token it signed is refused; sessions must sign in again).",
+        ),
+    ] = False,
 ) -> None:
     """Add a signing key and sign with it; the old key verifies until its tokens expire."""
     settings = _settings()
@@ -59,11 +67,14 @@ def rotate(
             fg=typer.colors.RED,
         )
         raise typer.Exit(2)
-    keep_for = key_lifetime(settings)
+    keep_for = timedelta(0) if retire_now else key_lifetime(settings)
     kid = rotate_folder(folder, algorithm or settings.key_algorithm, keep_for=keep_for)
     until = (datetime.now(UTC) + keep_for).isoformat(timespec="seconds")
     typer.echo(f"new signing key {kid} in {folder}")
-    typer.echo(f"the previous key stays in the JWKS until {until}; running services pick it up")
+    if retire_now:
+        typer.echo("the previous key is retired now; running services pick the change up")
+    else:
+        typer.echo(f"the previous key stays in the JWKS until {until}; services pick it up")
 
 
 @keys_app.command("list")
@@ -87,7 +98,7 @@ def _check_password(value: str) -> str:
 
 
 async def _account_exists(settings: UsersSettings, email: str) -> bool:
-    engine = create_engine(settings, application_name="agora-admin")
+    engine = hide_sql_parameters(create_engine(settings, application_name="agora-admin"))
     try:
         async with engine.connect() as conn:
             found = await conn.scalar(sa.select(User.id).where(User.email == email))
@@ -99,7 +110,7 @@ async def _account_exists(settings: UsersSettings, email: str) -> bool:
 async def _ensure_admin(
     settings: UsersSettings, *, email: str, password: str | None, name: str, verified: bool
 ) -> tuple[int, bool]:
-    engine = create_engine(settings, application_name="agora-admin")
+    engine = hide_sql_parameters(create_engine(settings, application_name="agora-admin"))
     try:
         keys = KeyStore.from_settings(settings)
         user, created = await service.ensure_admin(

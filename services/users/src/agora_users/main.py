@@ -21,7 +21,7 @@ from agora_users.config import UsersSettings
 from agora_users.deps import RUNTIME_KEY, UsersRuntime, runtime_of
 from agora_users.exceptions import install_oauth_errors
 from agora_users.keystore import KeyReloader, KeyStore
-from agora_users.models import OUTBOX
+from agora_users.models import OUTBOX, hide_sql_parameters
 from agora_users.router import router as users_router
 from agora_users.topics import TopicBootstrap
 
@@ -47,6 +47,7 @@ def _version() -> str:
 def _components(ctx: ServiceContext) -> Sequence[Component]:
     settings = ctx.settings
     assert isinstance(settings, UsersSettings)
+    hide_sql_parameters(ctx.engine)
     keys = KeyStore.from_settings(settings)
     ctx.extras[RUNTIME_KEY] = UsersRuntime.build(settings, keys, ctx.redis)
     relay = OutboxRelay(
