@@ -1,0 +1,74 @@
+"""Dependencies that are down: 503 with Retry-After for Postgres and Redis; writes go on
+without the broker (the outbox keeps them)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from agora_items.config import ItemsSettings
+from agora_items.main import create_app
+from agora_items.testing import ItemsHarness
+from agora_kit.testing.app import app_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+API = "/api/v1/items"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_database_and_redis_down_give_503_with_retry_after(items: ItemsHarness) -> None:
+    settings = items.settings.model_copy(
+        update={
+            "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/items",
+            "redis_url": f"redis://127.0.0.1:{_closed_port()}/0",
+            "consumer_enabled": False,
+            "relay_enabled": False,
+            "ensure_topics": False,
+        }
+    )
+    async with app_client(create_app(settings)) as client:
+        started = time.monotonic()
+        responses = [
+            await client.get(f"{API}/1"),
+            await client.get(API),
+            await client.post(
+                API, json={"name": "x", "price": "1"}, headers=items.auth(items.new_user())
+            ),
+            await client.get("/health/ready"),
+        ]
+        assert time.monotonic() - started < 20
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"].isdigit()
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["status"] == 503
+
+
+async def test_writes_succeed_while_the_broker_is_unreachable(items: ItemsHarness) -> None:
+    settings: ItemsSettings = items.settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": f"127.0.0.1:{_closed_port()}",
+            "kafka_request_timeout_ms": 2000,
+            "consumer_enabled": False,
+        }
+    )
+    owner = items.new_user()
+    async with app_client(create_app(settings)) as client:
+        response = await asyncio.wait_for(
+            client.post(API, json={"name": "Offline", "price": "2"}, headers=items.auth(owner)),
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+    # Same database: the suite's relay (which holds the outbox lock) publishes the row.
+    events = await items.tap.wait_for_item(response.json()["id"], 1)
+    assert events[0].data["owner_id"] == owner
