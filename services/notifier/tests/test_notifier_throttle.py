@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from agora_deploy.launchers.process import free_port
 from agora_kit.redis import create_redis
 from agora_kit.settings import ServiceSettings
 from agora_notifier.throttle import RedisThrottle
-
-from agora_deploy.launchers.process import free_port
 
 
 @pytest.mark.asyncio
