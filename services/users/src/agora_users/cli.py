@@ -16,7 +16,7 @@ from agora_kit.db import create_engine, create_session_factory
 from agora_kit.uow import UnitOfWork
 from pydantic import ValidationError
 
-from agora_users import service
+from agora_users import admin
 from agora_users.config import KeyAlgorithm, UsersSettings
 from agora_users.keys import KeySetError, rotate_folder
 from agora_users.keystore import KeyStore, key_lifetime
@@ -113,7 +113,7 @@ async def _ensure_admin(
     engine = hide_sql_parameters(create_engine(settings, application_name="agora-admin"))
     try:
         keys = KeyStore.from_settings(settings)
-        user, created = await service.ensure_admin(
+        user, created = await admin.ensure_admin(
             uow=UnitOfWork(create_session_factory(engine), outbox=OUTBOX),
             passwords=Passwords.from_settings(settings),
             signer=TokenSigner(keys, settings),

@@ -31,7 +31,8 @@ class Passwords:
             type=Type.ID,
         )
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._dummy_hash: str | None = None
+        # Made up front, so even the first unknown-address login costs one verification only.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     @classmethod
     def from_settings(cls, settings: UsersSettings) -> Passwords:
@@ -68,6 +69,4 @@ class Passwords:
 
     async def burn(self, password: str) -> None:
         """Verify against a dummy hash: an unknown account costs as much time as a known one."""
-        if self._dummy_hash is None:
-            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
         await self.verify(self._dummy_hash, password)

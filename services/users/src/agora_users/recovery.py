@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from agora_users import sessions
 from agora_users.config import UsersSettings
 from agora_users.models import TokenPurpose, User
+from agora_users.onetime import consume_one_time, issue_one_time
 from agora_users.passwords import Passwords
 from agora_users.security import Revocation
-from agora_users.service import consume_one_time, issue_one_time
 from agora_users.throttle import Throttle
 from agora_users.tokens import TokenSigner
 

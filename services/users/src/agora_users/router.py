@@ -8,7 +8,7 @@ from agora_kit.app import API_PREFIX
 from agora_kit.errors import Problem
 from fastapi import APIRouter, Path, Query, Response, status
 
-from agora_users import service
+from agora_users import admin, service
 from agora_users.deps import (
     AdminDep,
     ClientDep,
@@ -149,7 +149,7 @@ async def list_users(
     ] = None,
 ) -> UserPage:
     """List accounts by id, optionally filtered (admin only)."""
-    users, total = await service.list_users(session=session, skip=skip, limit=limit, search=search)
+    users, total = await admin.list_users(session=session, skip=skip, limit=limit, search=search)
     return UserPage(
         items=[UserPublic.model_validate(u) for u in users], total=total, skip=skip, limit=limit
     )

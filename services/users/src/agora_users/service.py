@@ -1,8 +1,7 @@
-"""Account use cases: register, verify, profile, email and password changes, delete, list."""
+"""Account use cases: register, verify, profile, email and password changes, delete."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -16,7 +15,6 @@ from agora_contract import (
     UserUpdated,
 )
 from agora_kit.uow import UnitOfWork
-from pydantic import JsonValue
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,11 +23,11 @@ from agora_users.config import UsersSettings
 from agora_users.exceptions import (
     AccountGone,
     EmailTaken,
-    InvalidOneTimeToken,
     UserNotFound,
     WrongPassword,
 )
-from agora_users.models import OneTimeToken, RefreshToken, Role, TokenPurpose, User
+from agora_users.models import RefreshToken, TokenPurpose, User
+from agora_users.onetime import consume_one_time, issue_one_time, use_up_tokens
 from agora_users.passwords import Passwords
 from agora_users.schemas import UserCreate, UserUpdate
 from agora_users.security import LoginGuard, Revocation
@@ -93,58 +91,6 @@ async def issue_verification(
             expires_at=issued[1],
         )
     )
-
-
-async def issue_one_time(
-    session: AsyncSession, *, signer: TokenSigner, user: User, purpose: TokenPurpose, ttl_s: int
-) -> tuple[str, datetime]:
-    """Supersede the user's unused tokens of ``purpose``, store a new one, return it + expiry."""
-    now = _now()
-    await session.execute(
-        sa.update(OneTimeToken)
-        .where(
-            OneTimeToken.user_id == user.id,
-            OneTimeToken.purpose == purpose.value,
-            OneTimeToken.used_at.is_(None),
-        )
-        .values(used_at=now)
-    )
-    issued = signer.one_time_token(purpose=purpose, user_id=user.id, ttl_s=ttl_s)
-    session.add(
-        OneTimeToken(
-            jti=uuid.UUID(issued.jti),
-            user_id=user.id,
-            purpose=purpose.value,
-            email=user.email,
-            expires_at=issued.expires_at,
-        )
-    )
-    return issued.token, issued.expires_at
-
-
-async def consume_one_time(
-    session: AsyncSession, *, signer: TokenSigner, token: str, purpose: TokenPurpose
-) -> tuple[OneTimeToken, User]:
-    """Check a one-time token, mark it used and return it with its (locked) user."""
-    claims = signer.decode_one_time(token, purpose)
-    row = await session.scalar(
-        sa.select(OneTimeToken).where(OneTimeToken.jti == claims.jti).with_for_update()
-    )
-    now = _now()
-    if (
-        row is None
-        or row.used_at is not None
-        or row.expires_at <= now
-        or row.purpose != purpose.value
-        or row.user_id != claims.user_id
-    ):
-        raise InvalidOneTimeToken()
-    user = await session.scalar(sa.select(User).where(User.id == row.user_id).with_for_update())
-    # A token is bound to the address it was mailed to: after an email change it is stale.
-    if user is None or not user.is_active or user.email != row.email:
-        raise InvalidOneTimeToken()
-    row.used_at = now
-    return row, user
 
 
 async def register_user(
@@ -329,25 +275,13 @@ async def change_password(
         )
         user.hashed_password = hashed
         user.updated_at = _now()
-        await _use_up_tokens(session, user.id, TokenPurpose.PASSWORD_RESET)
+        await use_up_tokens(session, user.id, TokenPurpose.PASSWORD_RESET)
         keep = await session.scalar(
             sa.select(RefreshToken.family_id).where(RefreshToken.access_jti == current_jti)
         )
         revoked = await sessions.revoke_user_sessions(session, user.id, except_family=keep)
         await uow.commit()
     return revoked
-
-
-async def _use_up_tokens(session: AsyncSession, user_id: int, purpose: TokenPurpose) -> None:
-    await session.execute(
-        sa.update(OneTimeToken)
-        .where(
-            OneTimeToken.user_id == user_id,
-            OneTimeToken.purpose == purpose.value,
-            OneTimeToken.used_at.is_(None),
-        )
-        .values(used_at=_now())
-    )
 
 
 async def delete_user(*, uow: UnitOfWork, user_id: int, current: Revocation) -> list[Revocation]:
@@ -362,65 +296,3 @@ async def delete_user(*, uow: UnitOfWork, user_id: int, current: Revocation) -> 
         uow.add_event(UserDeleted(user_id=user_id), aggregateversion=version)
         await uow.commit()
     return [*revoked, current]
-
-
-def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-async def list_users(
-    *, session: AsyncSession, skip: int, limit: int, search: str | None
-) -> tuple[list[User], int]:
-    """Return one page of accounts (by id) matching ``search`` in email or name, and the total."""
-    where: list[sa.ColumnElement[bool]] = []
-    if search:
-        pattern = _like_pattern(search)
-        where.append(
-            sa.or_(User.email.ilike(pattern, escape="\\"), User.name.ilike(pattern, escape="\\"))
-        )
-    total = await session.scalar(sa.select(sa.func.count()).select_from(User).where(*where))
-    rows = await session.scalars(
-        sa.select(User).where(*where).order_by(User.id).offset(skip).limit(limit)
-    )
-    return list(rows), int(total or 0)
-
-
-async def ensure_admin(
-    *,
-    uow: UnitOfWork,
-    passwords: Passwords,
-    signer: TokenSigner,
-    settings: UsersSettings,
-    email: str,
-    password: str | None,
-    name: str,
-    verified: bool = False,
-) -> tuple[User, bool]:
-    """Give the account of ``email`` the admin role, creating it if needed; True if created."""
-    async with uow:
-        user = await uow.session.scalar(
-            sa.select(User).where(User.email == email).with_for_update()
-        )
-        if user is not None:
-            if Role.ADMIN.value not in user.roles:
-                roles = sorted({*user.roles, Role.ADMIN.value})
-                old: list[JsonValue] = list(user.roles)
-                new: list[JsonValue] = list(roles)
-                record_update(uow, user, {"roles": FieldChange(old=old, new=new)})
-                user.roles = roles
-            await uow.commit()
-            return user, False
-    if password is None:
-        raise ValueError("a password is needed to create the account")
-    user_in = UserCreate(email=email, name=name, password=password)
-    user = await register_user(
-        uow=uow,
-        passwords=passwords,
-        signer=signer,
-        settings=settings,
-        user_in=user_in,
-        roles=[Role.ADMIN.value],
-        verified=verified,
-    )
-    return user, True
