@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from agora_kit.auth import JwksFetcher, JwtVerifier
 from agora_kit.db import create_engine, create_session_factory
+from agora_kit.docsprefix import DocsPrefixMiddleware
 from agora_kit.errors import Problem, install_error_handlers
 from agora_kit.health import DEFAULT_READY_CHECKS, ReadyCheck, health_router
 from agora_kit.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
@@ -138,7 +139,7 @@ def create_service_app(
     ``<api_prefix>/auth``. ``jwks_fetcher(ctx)`` replaces the HTTP JWKS fetch (the users
     service serves its own keys in-process).
     """
-    middleware: list[Middleware] = []
+    middleware: list[Middleware] = [Middleware(DocsPrefixMiddleware)]
     if settings.cors_origins:
         exposed = ["X-Request-ID", "Retry-After", "ETag", "Location", REPLAYED_HEADER]
         if settings.show_process_time:
