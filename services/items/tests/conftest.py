@@ -8,19 +8,21 @@ items, and by matching events on their own item ids.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from agora_contract.topics import ITEMS_EVENTS
 from agora_items.config import ItemsSettings
 from agora_items.main import create_app
 from agora_items.testing import EventTap, ItemsHarness, migrate, wait_for
 from agora_kit.db import create_engine
 from agora_kit.kafka import ensure_topics
-from agora_kit.settings import Environment
+from agora_kit.settings import Environment, ServiceSettings
 from agora_kit.testing.app import app_client
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -46,6 +48,15 @@ async def items_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("items_test")
     await asyncio.to_thread(migrate, url, PROJECT_DIR)
+    # Item ids far from 1, so events another suite publishes on the shared items.events
+    # (other databases count from 1 too) are never mistaken for this suite's.
+    engine = create_engine(ServiceSettings(database_url=url))
+    try:
+        async with engine.begin() as conn:
+            start = random.randrange(10**12, 9 * 10**12)
+            await conn.execute(sa.text(f"ALTER TABLE item ALTER COLUMN id RESTART WITH {start}"))
+    finally:
+        await engine.dispose()
     return url
 
 
@@ -102,7 +113,7 @@ async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def items(
+async def items_svc(
     items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: EventTap
 ) -> AsyncIterator[ItemsHarness]:
     """The running app (lifespan: relay and consumer) with a client and a producer."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,9 +18,9 @@ def _error_locs(body: dict[str, Any]) -> list[list[Any]]:
     return [error["loc"] for error in body.get("errors", [])]
 
 
-async def test_create_returns_the_item_with_location_and_etag(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    response = await items.client.post(
+async def test_create_returns_the_item_with_location_and_etag(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    response = await items_svc.client.post(
         API,
         json={
             "name": "  Walnut writing desk  ",
@@ -28,7 +29,7 @@ async def test_create_returns_the_item_with_location_and_etag(items: ItemsHarnes
             "currency": "usd",
             "tags": ["Furniture", "vintage", "furniture", " Mid-Century "],
         },
-        headers=items.auth(owner),
+        headers=items_svc.auth(owner),
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -42,14 +43,14 @@ async def test_create_returns_the_item_with_location_and_etag(items: ItemsHarnes
     assert response.headers["location"] == f"{API}/{body['id']}"
     assert response.headers["etag"] == '"1"'
 
-    fetched = await items.client.get(response.headers["location"])
+    fetched = await items_svc.client.get(response.headers["location"])
     assert fetched.status_code == 200
     assert fetched.json() == body
     assert fetched.headers["etag"] == '"1"'
 
 
-async def test_defaults_are_eur_no_description_no_tags(items: ItemsHarness) -> None:
-    body = await items.create(items.new_user(), name="Lamp", price="10")
+async def test_defaults_are_eur_no_description_no_tags(items_svc: ItemsHarness) -> None:
+    body = await items_svc.create(items_svc.new_user(), name="Lamp", price="10")
     assert (body["currency"], body["description"], body["tags"], body["price"]) == (
         "EUR",
         None,
@@ -58,17 +59,17 @@ async def test_defaults_are_eur_no_description_no_tags(items: ItemsHarness) -> N
     )
 
 
-async def test_reads_are_public_and_writes_need_a_token(items: ItemsHarness) -> None:
-    item = await items.create(items.new_user())
-    assert (await items.client.get(f"{API}/{item['id']}")).status_code == 200
-    assert (await items.client.get(API)).status_code == 200
+async def test_reads_are_public_and_writes_need_a_token(items_svc: ItemsHarness) -> None:
+    item = await items_svc.create(items_svc.new_user())
+    assert (await items_svc.client.get(f"{API}/{item['id']}")).status_code == 200
+    assert (await items_svc.client.get(API)).status_code == 200
     for method in ("POST", "PATCH", "PUT", "DELETE"):
         url = API if method == "POST" else f"{API}/{item['id']}"
-        response = await items.client.request(method, url, json={"name": "x", "price": "1.00"})
+        response = await items_svc.client.request(method, url, json={"name": "x", "price": "1.00"})
         assert response.status_code == 401, (method, response.text)
         assert response.headers["content-type"].startswith(PROBLEM)
         assert response.headers["www-authenticate"].startswith("Bearer")
-    bad = await items.client.post(
+    bad = await items_svc.client.post(
         API, json={"name": "x", "price": "1"}, headers={"Authorization": "Bearer not-a-jwt"}
     )
     assert bad.status_code == 401
@@ -105,80 +106,82 @@ async def test_reads_are_public_and_writes_need_a_token(items: ItemsHarness) -> 
     ],
 )
 async def test_invalid_create_bodies_get_422_naming_the_field(
-    items: ItemsHarness, payload: dict[str, Any], loc: list[str]
+    items_svc: ItemsHarness, payload: dict[str, Any], loc: list[str]
 ) -> None:
-    owner = items.new_user()
-    response = await items.client.post(API, json=payload, headers=items.auth(owner))
+    owner = items_svc.new_user()
+    response = await items_svc.client.post(API, json=payload, headers=items_svc.auth(owner))
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     body = response.json()
     assert body["status"] == 422
     assert loc in [error_loc[: len(loc)] for error_loc in _error_locs(body)], body
-    listed = await items.client.get(API, params={"owner_id": owner})
+    listed = await items_svc.client.get(API, params={"owner_id": owner})
     assert listed.json()["total"] == 0
 
 
 async def test_twenty_distinct_tags_are_fine_and_duplicates_do_not_count(
-    items: ItemsHarness,
+    items_svc: ItemsHarness,
 ) -> None:
     tags = [f"tag{i}" for i in range(20)]
-    body = await items.create(items.new_user(), tags=[*tags, *(t.upper() for t in tags)])
+    body = await items_svc.create(items_svc.new_user(), tags=[*tags, *(t.upper() for t in tags)])
     assert body["tags"] == tags
 
 
-async def test_price_must_fit_the_currency_minor_units(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    response = await items.client.post(
+async def test_price_must_fit_the_currency_minor_units(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    response = await items_svc.client.post(
         API,
         json={"name": "Tea set", "price": "1500.50", "currency": "JPY"},
-        headers=items.auth(owner),
+        headers=items_svc.auth(owner),
     )
     assert response.status_code == 422
     assert ["body", "price"] in _error_locs(response.json())
-    ok = await items.create(owner, name="Tea set", price="1500", currency="jpy")
+    ok = await items_svc.create(owner, name="Tea set", price="1500", currency="jpy")
     assert (ok["price"], ok["currency"]) == ("1500.00", "JPY")
 
 
 @pytest.mark.parametrize("item_id", ["0", "-1", "abc", "1.5", str(2**63)])
-async def test_item_id_must_be_a_positive_integer(items: ItemsHarness, item_id: str) -> None:
-    response = await items.client.get(f"{API}/{item_id}")
+async def test_item_id_must_be_a_positive_integer(items_svc: ItemsHarness, item_id: str) -> None:
+    response = await items_svc.client.get(f"{API}/{item_id}")
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
     assert ["path", "item_id"] in _error_locs(response.json())
 
 
-async def test_unknown_item_is_404_problem(items: ItemsHarness) -> None:
-    response = await items.client.get(f"{API}/{2**62}")
+async def test_unknown_item_is_404_problem(items_svc: ItemsHarness) -> None:
+    response = await items_svc.client.get(f"{API}/{2**62}")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith(PROBLEM)
     assert str(2**62) in response.json()["detail"]
 
 
-async def test_if_none_match_gives_304_until_the_item_changes(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+async def test_if_none_match_gives_304_until_the_item_changes(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
     for header in ('"1"', 'W/"1"', '"7", "1"', "*"):
-        cached = await items.client.get(url, headers={"If-None-Match": header})
+        cached = await items_svc.client.get(url, headers={"If-None-Match": header})
         assert cached.status_code == 304, header
         assert cached.content == b""
         assert cached.headers["etag"] == '"1"'
-    assert (await items.client.get(url, headers={"If-None-Match": '"2"'})).status_code == 200
-    changed = await items.client.patch(url, json={"name": "Oak desk"}, headers=items.auth(owner))
+    assert (await items_svc.client.get(url, headers={"If-None-Match": '"2"'})).status_code == 200
+    changed = await items_svc.client.patch(
+        url, json={"name": "Oak desk"}, headers=items_svc.auth(owner)
+    )
     assert changed.headers["etag"] == '"2"'
-    fresh = await items.client.get(url, headers={"If-None-Match": '"1"'})
+    fresh = await items_svc.client.get(url, headers={"If-None-Match": '"1"'})
     assert fresh.status_code == 200
     assert fresh.json()["name"] == "Oak desk"
 
 
-async def test_patch_changes_only_the_fields_sent(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner, description="old", tags=["a"])
+async def test_patch_changes_only_the_fields_sent(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner, description="old", tags=["a"])
     url = f"{API}/{item['id']}"
-    response = await items.client.patch(
+    response = await items_svc.client.patch(
         url,
         json={"price": "99.5", "description": None, "status": "sold"},
-        headers=items.auth(owner, **{"If-Match": '"1"'}),
+        headers=items_svc.auth(owner, **{"If-Match": '"1"'}),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -194,15 +197,15 @@ async def test_patch_changes_only_the_fields_sent(items: ItemsHarness) -> None:
         item["created_at"],
     )
     assert body["updated_at"] > item["updated_at"]
-    assert (await items.client.get(url)).json() == body
+    assert (await items_svc.client.get(url)).json() == body
 
 
-async def test_a_patch_that_changes_nothing_keeps_the_version(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner, price="5.00")
+async def test_a_patch_that_changes_nothing_keeps_the_version(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner, price="5.00")
     url = f"{API}/{item['id']}"
     for payload in ({}, {"price": "5", "name": item["name"]}):
-        response = await items.client.patch(url, json=payload, headers=items.auth(owner))
+        response = await items_svc.client.patch(url, json=payload, headers=items_svc.auth(owner))
         assert response.status_code == 200
         assert response.json()["version"] == 1
         assert response.headers["etag"] == '"1"'
@@ -222,23 +225,25 @@ async def test_a_patch_that_changes_nothing_keeps_the_version(items: ItemsHarnes
     ],
 )
 async def test_invalid_patches_change_nothing(
-    items: ItemsHarness, payload: dict[str, Any], loc: list[str]
+    items_svc: ItemsHarness, payload: dict[str, Any], loc: list[str]
 ) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
-    response = await items.client.patch(url, json=payload, headers=items.auth(owner))
+    response = await items_svc.client.patch(url, json=payload, headers=items_svc.auth(owner))
     assert response.status_code == 422, response.text
     assert loc in [error_loc[: len(loc)] for error_loc in _error_locs(response.json())]
-    assert (await items.client.get(url)).json() == item
+    assert (await items_svc.client.get(url)).json() == item
 
 
-async def test_put_replaces_every_field(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner, description="old", tags=["a", "b"], currency="GBP")
+async def test_put_replaces_every_field(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner, description="old", tags=["a", "b"], currency="GBP")
     url = f"{API}/{item['id']}"
-    response = await items.client.put(
-        url, json={"name": "Chair", "price": "15"}, headers=items.auth(owner, **{"If-Match": '"1"'})
+    response = await items_svc.client.put(
+        url,
+        json={"name": "Chair", "price": "15"},
+        headers=items_svc.auth(owner, **{"If-Match": '"1"'}),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -249,73 +254,101 @@ async def test_put_replaces_every_field(items: ItemsHarness) -> None:
         [],
     )
     assert (body["currency"], body["status"], body["version"]) == ("EUR", "active", 2)
-    missing = await items.client.put(url, json={"name": "Chair"}, headers=items.auth(owner))
+    missing = await items_svc.client.put(url, json={"name": "Chair"}, headers=items_svc.auth(owner))
     assert missing.status_code == 422
 
 
-async def test_stale_if_match_gives_412_and_changes_nothing(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+async def test_stale_if_match_gives_412_and_changes_nothing(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
-    await items.client.patch(url, json={"name": "v2"}, headers=items.auth(owner))
-    current = (await items.client.get(url)).json()
+    await items_svc.client.patch(url, json={"name": "v2"}, headers=items_svc.auth(owner))
+    current = (await items_svc.client.get(url)).json()
     for method, payload in (
         ("PATCH", {"name": "v3"}),
         ("PUT", {"name": "v3", "price": "1"}),
         ("DELETE", None),
     ):
         for stale in ('"1"', 'W/"2"', "garbage"):
-            response = await items.client.request(
-                method, url, json=payload, headers=items.auth(owner, **{"If-Match": stale})
+            response = await items_svc.client.request(
+                method, url, json=payload, headers=items_svc.auth(owner, **{"If-Match": stale})
             )
             assert response.status_code == 412, (method, stale, response.text)
             assert response.headers["content-type"].startswith(PROBLEM)
             assert response.json()["current_etag"] == '"2"'
-    assert (await items.client.get(url)).json() == current
-    ok = await items.client.patch(
-        url, json={"name": "v3"}, headers=items.auth(owner, **{"If-Match": '"5", "2"'})
+    assert (await items_svc.client.get(url)).json() == current
+    ok = await items_svc.client.patch(
+        url, json={"name": "v3"}, headers=items_svc.auth(owner, **{"If-Match": '"5", "2"'})
     )
     assert ok.status_code == 200
     assert ok.json()["version"] == 3
 
 
-async def test_delete_is_204_then_404(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+async def test_delete_is_204_then_404(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
-    response = await items.client.delete(url, headers=items.auth(owner))
+    response = await items_svc.client.delete(url, headers=items_svc.auth(owner))
     assert response.status_code == 204
     assert response.content == b""
-    assert (await items.client.get(url)).status_code == 404
-    again = await items.client.delete(url, headers=items.auth(owner))
+    assert (await items_svc.client.get(url)).status_code == 404
+    again = await items_svc.client.delete(url, headers=items_svc.auth(owner))
     assert again.status_code == 404
 
 
-async def test_idempotency_key_replays_the_create(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    headers = items.auth(owner, **{"Idempotency-Key": f"create-{owner}"})
+async def test_idempotency_key_replays_the_create(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    headers = items_svc.auth(owner, **{"Idempotency-Key": f"create-{owner}"})
     payload = {"name": "Once", "price": "3.00"}
-    first = await items.client.post(API, json=payload, headers=headers)
-    second = await items.client.post(API, json=payload, headers=headers)
+    first = await items_svc.client.post(API, json=payload, headers=headers)
+    second = await items_svc.client.post(API, json=payload, headers=headers)
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert second.headers.get("idempotent-replayed") == "true"
     assert second.headers["location"] == first.headers["location"]
-    other = await items.client.post(API, json={**payload, "price": "4.00"}, headers=headers)
+    other = await items_svc.client.post(API, json={**payload, "price": "4.00"}, headers=headers)
     assert other.status_code == 422
-    listed = await items.client.get(API, params={"owner_id": owner})
+    listed = await items_svc.client.get(API, params={"owner_id": owner})
     assert listed.json()["total"] == 1
 
 
-async def test_docs_and_openapi_are_served(items: ItemsHarness) -> None:
-    spec = await items.client.get("/openapi.json")
+async def test_docs_and_openapi_are_served(items_svc: ItemsHarness) -> None:
+    spec = await items_svc.client.get("/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     assert {"/api/v1/items", "/api/v1/items/{item_id}"} <= set(paths)
     assert set(paths["/api/v1/items/{item_id}"]) == {"get", "patch", "put", "delete"}
     for page in ("/docs", "/redoc"):
-        response = await items.client.get(page)
+        response = await items_svc.client.get(page)
         assert response.status_code == 200
         assert "text/html" in response.headers["content-type"]
-    ready = await items.client.get("/health/ready")
+    ready = await items_svc.client.get("/health/ready")
     assert ready.status_code == 200, ready.text
+
+
+async def test_concurrent_writes_with_one_etag_let_exactly_one_through(
+    items_svc: ItemsHarness,
+) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
+    url = f"{API}/{item['id']}"
+    responses = await asyncio.gather(
+        *(
+            items_svc.client.patch(
+                url,
+                json={"name": f"writer {i}"},
+                headers=items_svc.auth(owner, **{"If-Match": '"1"'}),
+            )
+            for i in range(4)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [200, 412, 412, 412]
+    assert (await items_svc.client.get(url)).json()["version"] == 2
+
+
+async def test_malformed_json_is_a_422_problem(items_svc: ItemsHarness) -> None:
+    headers = {**items_svc.auth(items_svc.new_user()), "Content-Type": "application/json"}
+    response = await items_svc.client.post(API, content=b'{"name": "x", "price": ', headers=headers)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["errors"][0]["type"] == "json_invalid"

@@ -26,8 +26,8 @@ WRITES: list[tuple[str, dict[str, Any] | None]] = [
 ]
 
 
-async def _row(items: ItemsHarness, item_id: int) -> dict[str, Any]:
-    async with items.engine.connect() as conn:
+async def _row(items_svc: ItemsHarness, item_id: int) -> dict[str, Any]:
+    async with items_svc.engine.connect() as conn:
         row = (await conn.execute(sa.select(Item.__table__).where(Item.id == item_id))).one()
     return dict(row._mapping)
 
@@ -35,15 +35,15 @@ async def _row(items: ItemsHarness, item_id: int) -> dict[str, Any]:
 @pytest.mark.parametrize(("method", "payload"), WRITES)
 @pytest.mark.parametrize("if_match", [None, '"1"', "*"])
 async def test_a_non_owner_cannot_write(
-    items: ItemsHarness, method: str, payload: dict[str, Any] | None, if_match: str | None
+    items_svc: ItemsHarness, method: str, payload: dict[str, Any] | None, if_match: str | None
 ) -> None:
-    owner, intruder = items.new_user(), items.new_user()
-    item = await items.create(owner, tags=["mine"])
-    before = await _row(items, item["id"])
-    headers = items.auth(intruder)
+    owner, intruder = items_svc.new_user(), items_svc.new_user()
+    item = await items_svc.create(owner, tags=["mine"])
+    before = await _row(items_svc, item["id"])
+    headers = items_svc.auth(intruder)
     if if_match is not None:
         headers["If-Match"] = if_match
-    response = await items.client.request(
+    response = await items_svc.client.request(
         method, f"{API}/{item['id']}", json=payload, headers=headers
     )
     if method == "PATCH" and payload and "owner_id" in payload:
@@ -53,44 +53,46 @@ async def test_a_non_owner_cannot_write(
         assert response.status_code == 403, response.text
         assert response.json()["type"].endswith("/not-item-owner")
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert await _row(items, item["id"]) == before
-    assert (await items.client.get(f"{API}/{item['id']}")).json() == item
+    assert await _row(items_svc, item["id"]) == before
+    assert (await items_svc.client.get(f"{API}/{item['id']}")).json() == item
 
 
-async def test_an_admin_role_does_not_make_a_non_owner_an_owner(items: ItemsHarness) -> None:
-    owner, admin = items.new_user(), items.new_user()
-    item = await items.create(owner)
-    token = items.keyring.token(admin, roles=["admin"])
-    response = await items.client.delete(
+async def test_an_admin_role_does_not_make_a_non_owner_an_owner(items_svc: ItemsHarness) -> None:
+    owner, admin = items_svc.new_user(), items_svc.new_user()
+    item = await items_svc.create(owner)
+    token = items_svc.keyring.token(admin, roles=["admin"])
+    response = await items_svc.client.delete(
         f"{API}/{item['id']}", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 403
-    assert (await items.client.get(f"{API}/{item['id']}")).status_code == 200
+    assert (await items_svc.client.get(f"{API}/{item['id']}")).status_code == 200
 
 
-async def test_revoked_and_expired_tokens_cannot_write(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+async def test_revoked_and_expired_tokens_cannot_write(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
-    expired = items.keyring.token(owner, ttl_s=-60)
+    expired = items_svc.keyring.token(owner, ttl_s=-60)
     jti = f"revoked-{owner}"
-    revoked = items.keyring.token(owner, jti=jti)
-    redis = items.app.state.ctx.redis
+    revoked = items_svc.keyring.token(owner, jti=jti)
+    redis = items_svc.app.state.ctx.redis
     await redis.set(f"agora:revoked:{jti}", "1", ex=120)
     for token in (expired, revoked):
-        response = await items.client.patch(
+        response = await items_svc.client.patch(
             url, json={"name": "x"}, headers={"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 401
-    assert (await items.client.get(url)).json() == item
+    assert (await items_svc.client.get(url)).json() == item
 
 
-async def test_the_owner_can_do_all_of_it(items: ItemsHarness) -> None:
-    owner = items.new_user()
-    item = await items.create(owner)
+async def test_the_owner_can_do_all_of_it(items_svc: ItemsHarness) -> None:
+    owner = items_svc.new_user()
+    item = await items_svc.create(owner)
     url = f"{API}/{item['id']}"
     for method, payload in WRITES:
         if payload is not None and "owner_id" in payload:
             continue
-        response = await items.client.request(method, url, json=payload, headers=items.auth(owner))
+        response = await items_svc.client.request(
+            method, url, json=payload, headers=items_svc.auth(owner)
+        )
         assert response.status_code in (200, 204), (method, response.text)

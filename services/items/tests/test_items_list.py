@@ -12,16 +12,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 API = "/api/v1/items"
 
 
-async def _list(items: ItemsHarness, **params: Any) -> dict[str, Any]:
-    response = await items.client.get(API, params=params)
+async def _list(items_svc: ItemsHarness, **params: Any) -> dict[str, Any]:
+    response = await items_svc.client.get(API, params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-async def _catalogue(items: ItemsHarness) -> tuple[int, list[dict[str, Any]]]:
-    """One owner's five items, created in this order."""
-    owner = items.new_user()
+async def _catalogue(items_svc: ItemsHarness) -> tuple[int, list[dict[str, Any]]]:
+    """One owner's five items_svc, created in this order."""
+    owner = items_svc.new_user()
     specs = [
         {"name": "Oak desk", "price": "120", "tags": ["furniture", "oak"]},
         {
@@ -40,7 +40,7 @@ async def _catalogue(items: ItemsHarness) -> tuple[int, list[dict[str, Any]]]:
         {"name": "Rug", "price": "35.50", "tags": ["textile", "furniture"]},
         {"name": "under_score", "price": "5", "tags": []},
     ]
-    created = [await items.create(owner, **spec) for spec in specs]
+    created = [await items_svc.create(owner, **spec) for spec in specs]
     return owner, created
 
 
@@ -65,9 +65,9 @@ async def _catalogue(items: ItemsHarness) -> tuple[int, list[dict[str, Any]]]:
     ],
 )
 async def test_out_of_range_parameters_get_422_problem(
-    items: ItemsHarness, params: dict[str, Any], loc: list[str]
+    items_svc: ItemsHarness, params: dict[str, Any], loc: list[str]
 ) -> None:
-    response = await items.client.get(API, params=params)
+    response = await items_svc.client.get(API, params=params)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
@@ -76,32 +76,32 @@ async def test_out_of_range_parameters_get_422_problem(
     assert loc in [error["loc"] for error in body["errors"]], body
 
 
-async def test_bounds_that_are_allowed(items: ItemsHarness) -> None:
-    owner, _ = await _catalogue(items)
-    page = await _list(items, owner_id=owner, limit=100, skip=0)
+async def test_bounds_that_are_allowed(items_svc: ItemsHarness) -> None:
+    owner, _ = await _catalogue(items_svc)
+    page = await _list(items_svc, owner_id=owner, limit=100, skip=0)
     assert (page["total"], len(page["items"]), page["limit"]) == (5, 5, 100)
-    assert (await _list(items, owner_id=owner, limit=1))["total"] == 5
-    beyond = await _list(items, owner_id=owner, skip=1_000_000)
+    assert (await _list(items_svc, owner_id=owner, limit=1))["total"] == 5
+    beyond = await _list(items_svc, owner_id=owner, skip=1_000_000)
     assert (beyond["items"], beyond["total"]) == ([], 5)
-    default = await _list(items)
+    default = await _list(items_svc)
     assert (default["skip"], default["limit"]) == (0, 10)
     assert len(default["items"]) <= 10
 
 
-async def test_pages_are_newest_first_and_do_not_overlap(items: ItemsHarness) -> None:
-    owner, created = await _catalogue(items)
+async def test_pages_are_newest_first_and_do_not_overlap(items_svc: ItemsHarness) -> None:
+    owner, created = await _catalogue(items_svc)
     ids = [c["id"] for c in reversed(created)]
-    pages = [await _list(items, owner_id=owner, skip=skip, limit=2) for skip in (0, 2, 4)]
+    pages = [await _list(items_svc, owner_id=owner, skip=skip, limit=2) for skip in (0, 2, 4)]
     assert [[i["id"] for i in p["items"]] for p in pages] == [ids[0:2], ids[2:4], ids[4:]]
     assert {p["total"] for p in pages} == {5}
-    oldest = await _list(items, owner_id=owner, sort="created_at")
+    oldest = await _list(items_svc, owner_id=owner, sort="created_at")
     assert [i["id"] for i in oldest["items"]] == ids[::-1]
 
 
-async def test_sort_by_price_breaks_ties_by_id(items: ItemsHarness) -> None:
-    owner, created = await _catalogue(items)
+async def test_sort_by_price_breaks_ties_by_id(items_svc: ItemsHarness) -> None:
+    owner, created = await _catalogue(items_svc)
     by_id = {c["name"]: c["id"] for c in created}
-    ascending = await _list(items, owner_id=owner, sort="price")
+    ascending = await _list(items_svc, owner_id=owner, sort="price")
     assert [i["name"] for i in ascending["items"]] == [
         "under_score",
         "Desk lamp",
@@ -110,7 +110,7 @@ async def test_sort_by_price_breaks_ties_by_id(items: ItemsHarness) -> None:
         "Oak desk",
     ]
     assert by_id["Desk lamp"] < by_id["Rug"]
-    descending = await _list(items, owner_id=owner, sort="-price")
+    descending = await _list(items_svc, owner_id=owner, sort="-price")
     assert [i["name"] for i in descending["items"]] == [
         "Oak desk",
         "Walnut chair",
@@ -121,12 +121,12 @@ async def test_sort_by_price_breaks_ties_by_id(items: ItemsHarness) -> None:
 
 
 async def test_search_matches_name_or_description_case_insensitively(
-    items: ItemsHarness,
+    items_svc: ItemsHarness,
 ) -> None:
-    owner, _ = await _catalogue(items)
+    owner, _ = await _catalogue(items_svc)
 
     async def names(**params: Any) -> list[str]:
-        page = await _list(items, owner_id=owner, sort="created_at", **params)
+        page = await _list(items_svc, owner_id=owner, sort="created_at", **params)
         assert page["total"] == len(page["items"])
         return [i["name"] for i in page["items"]]
 
@@ -140,11 +140,11 @@ async def test_search_matches_name_or_description_case_insensitively(
     assert await names(search="nothing like it") == []
 
 
-async def test_filters_combine(items: ItemsHarness) -> None:
-    owner, created = await _catalogue(items)
+async def test_filters_combine(items_svc: ItemsHarness) -> None:
+    owner, created = await _catalogue(items_svc)
 
     async def names(**params: Any) -> list[str]:
-        page = await _list(items, owner_id=owner, sort="created_at", **params)
+        page = await _list(items_svc, owner_id=owner, sort="created_at", **params)
         assert page["total"] == len(page["items"])
         return [i["name"] for i in page["items"]]
 
@@ -159,8 +159,8 @@ async def test_filters_combine(items: ItemsHarness) -> None:
     assert await names(search="desk", tag="lighting") == ["Desk lamp"]
 
     sold = created[3]
-    response = await items.client.patch(
-        f"{API}/{sold['id']}", json={"status": "sold"}, headers=items.auth(owner)
+    response = await items_svc.client.patch(
+        f"{API}/{sold['id']}", json={"status": "sold"}, headers=items_svc.auth(owner)
     )
     assert response.status_code == 200
     assert await names(status="sold") == ["Rug"]
@@ -168,12 +168,12 @@ async def test_filters_combine(items: ItemsHarness) -> None:
     assert await names(status="inactive") == []
 
 
-async def test_owner_filter_isolates_owners(items: ItemsHarness) -> None:
-    first, second = items.new_user(), items.new_user()
-    await items.create(first)
-    await items.create(second)
-    await items.create(second)
-    assert (await _list(items, owner_id=first))["total"] == 1
-    page = await _list(items, owner_id=second)
+async def test_owner_filter_isolates_owners(items_svc: ItemsHarness) -> None:
+    first, second = items_svc.new_user(), items_svc.new_user()
+    await items_svc.create(first)
+    await items_svc.create(second)
+    await items_svc.create(second)
+    assert (await _list(items_svc, owner_id=first))["total"] == 1
+    page = await _list(items_svc, owner_id=second)
     assert page["total"] == 2
     assert {i["owner_id"] for i in page["items"]} == {second}

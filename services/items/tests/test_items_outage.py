@@ -26,8 +26,8 @@ def _closed_port() -> int:
     return port
 
 
-async def test_database_and_redis_down_give_503_with_retry_after(items: ItemsHarness) -> None:
-    settings = items.settings.model_copy(
+async def test_database_and_redis_down_give_503_with_retry_after(items_svc: ItemsHarness) -> None:
+    settings = items_svc.settings.model_copy(
         update={
             "database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/items",
             "redis_url": f"redis://127.0.0.1:{_closed_port()}/0",
@@ -42,7 +42,7 @@ async def test_database_and_redis_down_give_503_with_retry_after(items: ItemsHar
             await client.get(f"{API}/1"),
             await client.get(API),
             await client.post(
-                API, json={"name": "x", "price": "1"}, headers=items.auth(items.new_user())
+                API, json={"name": "x", "price": "1"}, headers=items_svc.auth(items_svc.new_user())
             ),
             await client.get("/health/ready"),
         ]
@@ -54,21 +54,21 @@ async def test_database_and_redis_down_give_503_with_retry_after(items: ItemsHar
         assert response.json()["status"] == 503
 
 
-async def test_writes_succeed_while_the_broker_is_unreachable(items: ItemsHarness) -> None:
-    settings: ItemsSettings = items.settings.model_copy(
+async def test_writes_succeed_while_the_broker_is_unreachable(items_svc: ItemsHarness) -> None:
+    settings: ItemsSettings = items_svc.settings.model_copy(
         update={
             "kafka_bootstrap_servers": f"127.0.0.1:{_closed_port()}",
             "kafka_request_timeout_ms": 2000,
             "consumer_enabled": False,
         }
     )
-    owner = items.new_user()
+    owner = items_svc.new_user()
     async with app_client(create_app(settings)) as client:
         response = await asyncio.wait_for(
-            client.post(API, json={"name": "Offline", "price": "2"}, headers=items.auth(owner)),
+            client.post(API, json={"name": "Offline", "price": "2"}, headers=items_svc.auth(owner)),
             timeout=10,
         )
         assert response.status_code == 201, response.text
     # Same database: the suite's relay (which holds the outbox lock) publishes the row.
-    events = await items.tap.wait_for_item(response.json()["id"], 1)
+    events = await items_svc.tap.wait_for_item(response.json()["id"], 1)
     assert events[0].data["owner_id"] == owner

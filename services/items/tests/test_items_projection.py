@@ -31,8 +31,8 @@ def _renamed(user_id: int) -> UserUpdated:
     return UserUpdated(user_id=user_id, changes={"name": FieldChange(old="Ann", new="Anne")})
 
 
-async def _state(items: ItemsHarness, user_id: int) -> tuple[bool, int] | None:
-    async with items.engine.connect() as conn:
+async def _state(items_svc: ItemsHarness, user_id: int) -> tuple[bool, int] | None:
+    async with items_svc.engine.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(UserState.deleted, UserState.version).where(UserState.user_id == user_id)
@@ -41,71 +41,73 @@ async def _state(items: ItemsHarness, user_id: int) -> tuple[bool, int] | None:
     return (row.deleted, row.version) if row is not None else None
 
 
-async def _applied(items: ItemsHarness, user_id: int, version: int) -> None:
+async def _applied(items_svc: ItemsHarness, user_id: int, version: int) -> None:
     """Wait until the projection applied ``version`` of ``user_id``."""
 
     async def probe() -> bool:
-        state = await _state(items, user_id)
+        state = await _state(items_svc, user_id)
         return state is not None and state[1] >= version
 
-    await items.wait_for(probe)
+    await items_svc.wait_for(probe)
 
 
-async def _owned(items: ItemsHarness, user_id: int) -> list[int]:
-    async with items.engine.connect() as conn:
+async def _owned(items_svc: ItemsHarness, user_id: int) -> list[int]:
+    async with items_svc.engine.connect() as conn:
         rows = await conn.execute(sa.select(Item.id).where(Item.owner_id == user_id))
         return sorted(row.id for row in rows)
 
 
-async def test_user_deleted_removes_the_items_with_one_event_each(items: ItemsHarness) -> None:
-    doomed, bystander = items.new_user(), items.new_user()
-    mine = [(await items.create(doomed, name=f"thing {i}"))["id"] for i in range(3)]
-    theirs = (await items.create(bystander))["id"]
+async def test_user_deleted_removes_the_items_with_one_event_each(items_svc: ItemsHarness) -> None:
+    doomed, bystander = items_svc.new_user(), items_svc.new_user()
+    mine = [(await items_svc.create(doomed, name=f"thing {i}"))["id"] for i in range(3)]
+    theirs = (await items_svc.create(bystander))["id"]
     for item_id in mine:
-        await items.tap.wait_for_item(item_id, 1)
+        await items_svc.tap.wait_for_item(item_id, 1)
 
-    envelope = await items.publish_user_event(UserDeleted(user_id=doomed), aggregateversion=4)
-    await _applied(items, doomed, 4)
+    envelope = await items_svc.publish_user_event(UserDeleted(user_id=doomed), aggregateversion=4)
+    await _applied(items_svc, doomed, 4)
 
-    assert await _state(items, doomed) == (True, 4)
-    assert await _owned(items, doomed) == []
+    assert await _state(items_svc, doomed) == (True, 4)
+    assert await _owned(items_svc, doomed) == []
     for item_id in mine:
-        assert (await items.client.get(f"{API}/{item_id}")).status_code == 404
-        events = await items.tap.wait_for_item(item_id, 2)
+        assert (await items_svc.client.get(f"{API}/{item_id}")).status_code == 404
+        events = await items_svc.tap.wait_for_item(item_id, 2)
         assert [e.type for e in events][1:] == [ItemDeleted.event_type]
         assert events[1].data == {"item_id": item_id, "owner_id": doomed, "reason": "owner_deleted"}
         assert events[1].aggregateversion == 2
-        assert items.tap.keys_for(item_id)[1] == str(item_id).encode()
-    assert (await items.client.get(f"{API}/{theirs}")).status_code == 200
-    listed = await items.client.get(API, params={"owner_id": doomed})
+        assert items_svc.tap.keys_for(item_id)[1] == str(item_id).encode()
+    assert (await items_svc.client.get(f"{API}/{theirs}")).status_code == 200
+    listed = await items_svc.client.get(API, params={"owner_id": doomed})
     assert listed.json() == {"items": [], "total": 0, "skip": 0, "limit": 10}
 
     # A deleted account's token may live on for minutes: creating is refused.
-    refused = await items.client.post(
-        API, json={"name": "again", "price": "1"}, headers=items.auth(doomed)
+    refused = await items_svc.client.post(
+        API, json={"name": "again", "price": "1"}, headers=items_svc.auth(doomed)
     )
     assert refused.status_code == 403
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["type"].endswith("/account-deleted")
-    assert await _owned(items, doomed) == []
+    assert await _owned(items_svc, doomed) == []
 
-    async with items.engine.connect() as conn:
+    async with items_svc.engine.connect() as conn:
         claimed = await conn.scalar(
             sa.select(sa.func.count())
             .select_from(inbox)
-            .where(inbox.c.event_id == envelope.id, inbox.c.consumer_group == items.consumer.group)
+            .where(
+                inbox.c.event_id == envelope.id, inbox.c.consumer_group == items_svc.consumer.group
+            )
         )
     assert claimed == 1
 
 
-async def test_the_same_user_deleted_twice_is_applied_once(items: ItemsHarness) -> None:
-    user = items.new_user()
-    item_id = (await items.create(user))["id"]
+async def test_the_same_user_deleted_twice_is_applied_once(items_svc: ItemsHarness) -> None:
+    user = items_svc.new_user()
+    item_id = (await items_svc.create(user))["id"]
     envelope = Envelope.wrap(UserDeleted(user_id=user))  # no version: only the inbox dedupes
-    await items.publish_envelope(envelope)
-    await items.wait_for(lambda: _deleted(items, user))
+    await items_svc.publish_envelope(envelope)
+    await items_svc.wait_for(lambda: _deleted(items_svc, user))
     # A row the second delivery would delete if it were applied again.
-    async with items.engine.begin() as conn:
+    async with items_svc.engine.begin() as conn:
         planted = (
             await conn.execute(
                 sa.insert(Item)
@@ -114,45 +116,45 @@ async def test_the_same_user_deleted_twice_is_applied_once(items: ItemsHarness) 
             )
         ).scalar_one()
 
-    await items.publish_envelope(envelope)
-    await items.publish_user_event(_renamed(user), aggregateversion=9)  # the marker behind it
-    await _applied(items, user, 9)
+    await items_svc.publish_envelope(envelope)
+    await items_svc.publish_user_event(_renamed(user), aggregateversion=9)  # the marker behind it
+    await _applied(items_svc, user, 9)
 
-    assert await _owned(items, user) == [planted]
-    events = await items.tap.wait_for_item(item_id, 2)
+    assert await _owned(items_svc, user) == [planted]
+    events = await items_svc.tap.wait_for_item(item_id, 2)
     assert [e.type for e in events].count(ItemDeleted.event_type) == 1
-    assert items.tap.for_item(planted) == []
+    assert items_svc.tap.for_item(planted) == []
 
 
-async def _deleted(items: ItemsHarness, user_id: int) -> bool:
-    state = await _state(items, user_id)
+async def _deleted(items_svc: ItemsHarness, user_id: int) -> bool:
+    state = await _state(items_svc, user_id)
     return state is not None and state[0]
 
 
-async def test_an_older_user_deleted_is_ignored(items: ItemsHarness) -> None:
-    user = items.new_user()
-    item_id = (await items.create(user))["id"]
-    await items.publish_user_event(_renamed(user), aggregateversion=5)
-    await items.publish_user_event(UserDeleted(user_id=user), aggregateversion=3)
-    await items.publish_user_event(_renamed(user), aggregateversion=6)
-    await _applied(items, user, 6)
+async def test_an_older_user_deleted_is_ignored(items_svc: ItemsHarness) -> None:
+    user = items_svc.new_user()
+    item_id = (await items_svc.create(user))["id"]
+    await items_svc.publish_user_event(_renamed(user), aggregateversion=5)
+    await items_svc.publish_user_event(UserDeleted(user_id=user), aggregateversion=3)
+    await items_svc.publish_user_event(_renamed(user), aggregateversion=6)
+    await _applied(items_svc, user, 6)
 
-    assert await _state(items, user) == (False, 6)
-    assert await _owned(items, user) == [item_id]
-    assert (await items.create(user))["owner_id"] == user
+    assert await _state(items_svc, user) == (False, 6)
+    assert await _owned(items_svc, user) == [item_id]
+    assert (await items_svc.create(user))["owner_id"] == user
 
 
-async def test_the_projection_keeps_no_personal_data(items: ItemsHarness) -> None:
-    user = items.new_user()
+async def test_the_projection_keeps_no_personal_data(items_svc: ItemsHarness) -> None:
+    user = items_svc.new_user()
     registered = UserRegistered(
         user_id=user,
         email=f"u{user}@example.com",
         name="Ann Example",
         registered_at=datetime.now(UTC),
     )
-    await items.publish_user_event(registered, aggregateversion=1)
-    await _applied(items, user, 1)
-    async with items.engine.connect() as conn:
+    await items_svc.publish_user_event(registered, aggregateversion=1)
+    await _applied(items_svc, user, 1)
+    async with items_svc.engine.connect() as conn:
         row = (
             (
                 await conn.execute(
@@ -166,27 +168,29 @@ async def test_the_projection_keeps_no_personal_data(items: ItemsHarness) -> Non
     assert (row["deleted"], row["version"]) == (False, 1)
 
 
-async def test_a_poison_message_is_dead_lettered_and_does_not_block(items: ItemsHarness) -> None:
-    user = items.new_user()
-    item_id = (await items.create(user))["id"]
-    await items.tap.wait_for_item(item_id, 1)
+async def test_a_poison_message_is_dead_lettered_and_does_not_block(
+    items_svc: ItemsHarness,
+) -> None:
+    user = items_svc.new_user()
+    item_id = (await items_svc.create(user))["id"]
+    await items_svc.tap.wait_for_item(item_id, 1)
     # Same key as the user's next event, so it sits in front of it on the partition.
-    await items.producer.send_and_wait(
-        items.settings.users_topic, b"{not json", key=str(user).encode()
+    await items_svc.producer.send_and_wait(
+        items_svc.settings.users_topic, b"{not json", key=str(user).encode()
     )
     bad_data = Envelope.wrap(UserDeleted(user_id=user)).model_copy(update={"data": {"user_id": 0}})
-    await items.publish_envelope(bad_data)
-    await items.publish_user_event(UserDeleted(user_id=user), aggregateversion=2)
-    await _applied(items, user, 2)
-    assert await _owned(items, user) == []
+    await items_svc.publish_envelope(bad_data)
+    await items_svc.publish_user_event(UserDeleted(user_id=user), aggregateversion=2)
+    await _applied(items_svc, user, 2)
+    assert await _owned(items_svc, user) == []
 
-    dead = items.consumer.dispatcher.tables.dead_letter
-    async with items.engine.connect() as conn:
+    dead = items_svc.consumer.dispatcher.tables.dead_letter
+    async with items_svc.engine.connect() as conn:
         rows = (
             await conn.execute(
                 sa.select(dead.c.error_kind, dead.c.event_id)
                 .where(
-                    dead.c.consumer_group == items.consumer.group,
+                    dead.c.consumer_group == items_svc.consumer.group,
                     dead.c.key == str(user).encode(),
                 )
                 .order_by(dead.c.id)
@@ -195,3 +199,21 @@ async def test_a_poison_message_is_dead_lettered_and_does_not_block(items: Items
     assert [row.error_kind for row in rows] == ["malformed", "invalid"]
     assert rows[1].event_id == bad_data.id
     assert isinstance(rows[1].event_id, uuid.UUID)
+
+    # Operators see them through the admin API; other callers do not.
+    admin = items_svc.keyring.token(items_svc.new_user(), roles=["admin"])
+    admin_headers = {"Authorization": f"Bearer {admin}"}
+    listed = await items_svc.client.get(f"{API}/dead-letters", headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    mine = [d for d in listed.json()["items"] if d["event_id"] == str(bad_data.id)]
+    assert [(d["error_kind"], d["status"], d["key"]) for d in mine] == [
+        ("invalid", "pending", str(user))
+    ]
+    shown = await items_svc.client.get(f"{API}/dead-letters/{mine[0]['id']}", headers=admin_headers)
+    assert shown.json()["event_type"] == UserDeleted.event_type
+    discarded = await items_svc.client.delete(
+        f"{API}/dead-letters/{mine[0]['id']}", headers=admin_headers
+    )
+    assert discarded.json()["status"] == "discarded"
+    refused = await items_svc.client.get(f"{API}/dead-letters", headers=items_svc.auth(user))
+    assert refused.status_code == 403

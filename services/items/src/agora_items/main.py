@@ -39,7 +39,7 @@ def create_app(settings: ItemsSettings | None = None) -> FastAPI:
         version=version("agora-items"),
         description=DESCRIPTION,
         # Dead letters first: `/items/{item_id}` would otherwise claim `/items/dead-letters`.
-        routers=[items_router],
+        routers=[admin, items_router],
         build_components=build_components,
         openapi_tags=[
             {"name": "items", "description": "Create, read, list, update and delete items."},
