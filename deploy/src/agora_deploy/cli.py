@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -181,6 +182,25 @@ def events_tail(
         pass
     except (TimeoutError, OSError) as exc:
         err.print(f"[red]cannot reach the broker:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    mail_timeout: Annotated[float, typer.Option(help="Seconds to wait for each email.")] = 30.0,
+) -> None:
+    """Run a scripted scenario through the gateway and show the emails as they arrive."""
+    from agora_deploy.demo import Demo, DemoError
+
+    components = {c.name: c for c in read_stack(default_state_dir())}
+    gateway, mail = components.get("gateway"), components.get("mail")
+    if gateway is None or mail is None or gateway.state != "running":
+        err.print("[red]the stack is not running:[/red] start it with `make run`")
+        raise typer.Exit(1)
+    try:
+        Demo(gateway.url, mail.url, console.print, mail_timeout_s=mail_timeout).run()
+    except (DemoError, AssertionError, httpx.HTTPError) as exc:
+        err.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None
 
 
