@@ -9,14 +9,21 @@ pytest itself dies. ``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 
 from agora_deploy.launchers.kafka import Broker
+from agora_deploy.launchers.process import free_port
+from agora_deploy.services import available_services
 from agora_deploy.stack import Infra, database_url
+from agora_deploy.up import UpOptions, bring_up
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,49 @@ def mail_sink(agora_infra: Infra) -> MailSinkHandle:
     """The session's mail sink (Mailpit's API at ``api_url``, SMTP at ``smtp_url``)."""
     info = agora_infra.start_mail()
     return MailSinkHandle(api_url=info.url, smtp_url=info.extra["smtp_url"])
+
+
+def poll_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25) -> T:
+    """Poll ``predicate()`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T = predicate()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        time.sleep(interval)
+        last = predicate()
+    return last
+
+
+@dataclass(frozen=True)
+class SystemStack:
+    """The whole system, started exactly as ``agora up`` starts it."""
+
+    infra: Infra
+    gateway: str
+    mail_api: str
+    kafka: str
+
+    def service_url(self, name: str) -> str:
+        """Direct URL of one service (bypassing the gateway)."""
+        return self.infra.components[name].url
+
+
+@pytest.fixture(scope="session")
+def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemStack]:
+    """Every process of the system (``agora up``'s own code path); all stopped at the end."""
+    installed = {spec.name for spec in available_services()}
+    missing = sorted({"users", "items", "notifier"} - installed)
+    if missing:
+        pytest.skip(f"services not installed: {', '.join(missing)}")
+    infra = Infra(tmp_path_factory.mktemp("system"), die_with_parent=True, ephemeral=True)
+    try:
+        bring_up(infra, UpOptions(gateway_port=free_port()))
+        yield SystemStack(
+            infra=infra,
+            gateway=infra.components["gateway"].url,
+            mail_api=infra.components["mail"].url,
+            kafka=infra.components["kafka"].url,
+        )
+    finally:
+        infra.stop()
