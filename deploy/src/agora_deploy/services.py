@@ -66,7 +66,7 @@ REGISTRY: tuple[ServiceSpec, ...] = (
         database="notifier",
         project_dir="services/notifier",
         consumer_groups=("notifier",),
-        reload_dirs=("src", "templates"),
+        reload_dirs=("src",),
     ),
 )
 
