@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -224,3 +228,34 @@ def test_docs_of_every_service_through_the_gateway(gateway: httpx.Client) -> Non
         assert gateway.get(f"/{service}/openapi.json").json()["openapi"].startswith("3.")
         assert gateway.get(f"/{service}/asyncapi.json").json()["asyncapi"] == "3.0.0"
         assert gateway.get(f"/{service}/redoc").status_code == 200
+
+
+def _status(system_stack: SystemStack) -> list[dict[str, Any]]:
+    env = {**os.environ, "AGORA_HOME": str(system_stack.infra.state_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "agora_deploy", "status", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout)["components"])
+
+
+def test_status_json_reports_the_whole_stack(system_stack: SystemStack) -> None:
+    # Consumer lag is measured periodically: wait until the notifier has reported it once.
+    def reported() -> list[dict[str, Any]]:
+        found = _status(system_stack)
+        return found if "consumer_lag" in found[6] else []
+
+    components = poll_until(reported, timeout=60)
+    names = [c["name"] for c in components]
+    assert names == ["postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway"]
+    for comp in components:
+        assert comp["state"] == "running"
+        assert isinstance(comp["pid"], int)
+        assert all(isinstance(v, str) for v in comp.values() if v is not comp["pid"])
+    by_name = {c["name"]: c for c in components}
+    assert by_name["gateway"]["url"] == system_stack.gateway
+    # Outbox backlog and consumer lag come from each service's /metrics.
+    for name in ("users", "items", "notifier"):
+        assert float(by_name[name]["outbox_backlog"]) >= 0
+    assert float(by_name["notifier"]["consumer_lag"]) >= 0

@@ -119,9 +119,18 @@ def down() -> None:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print INTERFACES.md §1 JSON.")] = False,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="Skip outbox backlog and consumer lag.")
+    ] = False,
 ) -> None:
-    """Show what runs where."""
+    """Show what runs where, with each service's outbox backlog and consumer lag."""
     components = read_stack(default_state_dir())
+    if not no_metrics:
+        from agora_deploy.observe import service_gauges
+
+        for comp in components:
+            if comp.name in {"users", "items", "notifier"} and comp.state == "running":
+                comp.extra.update(service_gauges(comp.url))
     if as_json:
         typer.echo(json.dumps({"components": [c.to_json() for c in components]}, indent=2))
         return
