@@ -87,13 +87,24 @@ def test_start_failure_shows_the_log_tail(tmp_path: Path) -> None:
 
 def test_broker_freeze_and_thaw(tmp_path: Path) -> None:
     broker = start_kafka(tmp_path / "k.log", port=free_port(), die_with_parent=True)
+
+    def state() -> str:
+        return Path(f"/proc/{broker.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+
+    def settles(wanted: bool) -> bool:
+        # The kernel applies SIGSTOP/SIGCONT asynchronously: poll briefly.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if (state() == "T") == wanted:
+                return True
+            time.sleep(0.02)
+        return False
+
     try:
         broker.freeze()
-        state = Path(f"/proc/{broker.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        assert state == "T"
+        assert settles(True), "broker not stopped after SIGSTOP"
         broker.thaw()
-        state = Path(f"/proc/{broker.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-        assert state != "T"
+        assert settles(False), "broker still stopped after SIGCONT"
     finally:
         broker.stop()
     assert not broker.process.alive()

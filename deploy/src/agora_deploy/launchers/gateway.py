@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,13 +54,26 @@ class Gateway:
         self.process.stop(timeout=10)
 
 
-def _routes_loaded(internal_port: int) -> bool:
-    url = f"http://{HOST}:{internal_port}/ping"
+def _status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return int(resp.status) == 200
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
     except OSError:
+        return None
+
+
+def _routes_loaded(port: int, internal_port: int) -> bool:
+    """Traefik answers its ping, and its file provider has loaded the routers.
+
+    Ping comes up before the dynamic configuration is read; until then every path is
+    Traefik's own 404. A routed path answers with its upstream's status (or 502).
+    """
+    if _status(f"http://{HOST}:{internal_port}/ping") != 200:
         return False
+    routed = _status(f"http://{HOST}:{port}/.well-known/jwks.json")
+    return routed is not None and routed != 404
 
 
 def start_gateway(
@@ -105,5 +119,5 @@ def start_gateway(
         "gateway", argv, log_dir / "gateway.log", env=env, die_with_parent=die_with_parent
     )
     process.start()
-    process.wait_healthy(lambda: _routes_loaded(internal_port), timeout=30)
+    process.wait_healthy(lambda: _routes_loaded(port, internal_port), timeout=30)
     return Gateway(process, port, internal_port)
