@@ -20,7 +20,7 @@ from agora_users import admin
 from agora_users.config import KeyAlgorithm, UsersSettings
 from agora_users.keys import KeySetError, rotate_folder
 from agora_users.keystore import KeyStore, key_lifetime
-from agora_users.models import OUTBOX, User, hide_sql_parameters
+from agora_users.models import OUTBOX, User
 from agora_users.passwords import Passwords
 from agora_users.schemas import PASSWORD_MAX, PASSWORD_MIN, clean_name, normalise_email
 from agora_users.tokens import TokenSigner
@@ -98,7 +98,7 @@ def _check_password(value: str) -> str:
 
 
 async def _account_exists(settings: UsersSettings, email: str) -> bool:
-    engine = hide_sql_parameters(create_engine(settings, application_name="agora-admin"))
+    engine = create_engine(settings, application_name="agora-admin")
     try:
         async with engine.connect() as conn:
             found = await conn.scalar(sa.select(User.id).where(User.email == email))
@@ -110,7 +110,7 @@ async def _account_exists(settings: UsersSettings, email: str) -> bool:
 async def _ensure_admin(
     settings: UsersSettings, *, email: str, password: str | None, name: str, verified: bool
 ) -> tuple[int, bool]:
-    engine = hide_sql_parameters(create_engine(settings, application_name="agora-admin"))
+    engine = create_engine(settings, application_name="agora-admin")
     try:
         keys = KeyStore.from_settings(settings)
         user, created = await admin.ensure_admin(

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from agora_kit.db import make_metadata
 from agora_kit.outbox import outbox_table
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAME_MAX = 100
@@ -109,13 +108,3 @@ class OneTimeToken(Base):
 
 
 OUTBOX = outbox_table(Base.metadata)
-
-
-def hide_sql_parameters(engine: AsyncEngine) -> AsyncEngine:
-    """Keep bound parameters (password hashes, token hashes, addresses) out of error messages.
-
-    SQLAlchemy puts a failed statement's parameters into the exception text, which the kit
-    logs when the database is down; for this service they include password hashes.
-    """
-    engine.sync_engine.hide_parameters = True
-    return engine

@@ -45,6 +45,9 @@ def create_engine(settings: ServiceSettings, *, application_name: str | None = N
     """Create the process engine: pre-ping, recycle, bounded pool, connect/statement timeouts."""
     return create_async_engine(
         async_url(settings.database_url),
+        # A failed statement's exception text would otherwise carry its bound parameters
+        # (password and token hashes, addresses) into the logs the kit writes.
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_recycle=settings.db_pool_recycle_s,
         pool_size=settings.db_pool_size,
