@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
-from agora_kit.app import ServiceContext, create_service_app
+from agora_kit.app import API_PREFIX, ServiceContext, create_service_app
 from agora_kit.auth import JwksFetcher
 from agora_kit.kafka import create_producer
 from agora_kit.lifecycle import Component
@@ -22,6 +22,8 @@ from agora_users.deps import RUNTIME_KEY, UsersRuntime, runtime_of
 from agora_users.exceptions import install_oauth_errors
 from agora_users.keystore import KeyReloader, KeyStore
 from agora_users.models import OUTBOX
+from agora_users.pages import PATHS as PAGE_PATHS
+from agora_users.pages import router as pages_router
 from agora_users.router import router as users_router
 from agora_users.topics import TopicBootstrap
 
@@ -103,7 +105,10 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
         routers=[users_router, auth_router],
         build_components=_components,
         jwks_fetcher=_local_jwks,
+        # The pages behind the mailed links take tokens: never stored for replay, like /auth.
+        idempotency_exclude=[f"{API_PREFIX}/auth", *PAGE_PATHS],
     )
     app.include_router(wellknown)
+    app.include_router(pages_router)
     install_oauth_errors(app)
     return app
