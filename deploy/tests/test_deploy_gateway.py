@@ -100,6 +100,8 @@ def _get(gw: Gateway, path: str, **kwargs: object) -> httpx.Response:
         ("/api/v1/users/me", "users"),
         ("/api/v1/auth/token", "users"),
         ("/.well-known/jwks.json", "users"),
+        ("/verify-email?token=a.b.c", "users"),
+        ("/reset-password?token=a.b.c", "users"),
         ("/api/v1/items?limit=5", "items"),
         ("/api/v1/items/42", "items"),
         ("/api/v1/notifications/preferences", "notifier"),
