@@ -42,10 +42,13 @@ err = Console(stderr=True)
 def components_table(components: list[ComponentInfo]) -> Table:
     """A table of what runs where."""
     table = Table(title="Agora stack")
-    for column in ("component", "state", "url", "pid", "more"):
-        table.add_column(column)
+    table.add_column("component", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("url", overflow="fold")
+    table.add_column("pid", no_wrap=True)
+    table.add_column("more", overflow="fold")
     for comp in components:
-        more = " ".join(f"{k}={v}" for k, v in comp.extra.items())
+        more = "\n".join(f"{k}={v}" for k, v in comp.extra.items())
         table.add_row(comp.name, comp.state, comp.url, str(comp.pid or "-"), more)
     return table
 

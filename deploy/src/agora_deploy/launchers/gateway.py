@@ -106,6 +106,8 @@ def start_gateway(
         "--providers.file.watch=false",
         "--accesslog=true",
         "--accesslog.format=json",
+        # Query strings carry one-time tokens (/verify-email?token=...): never log them.
+        "--accesslog.fields.queryparameters.defaultmode=drop",
         f"--accesslog.filepath={log_dir / 'gateway-access.log'}",
         "--log.format=json",
         "--log.level=INFO",
