@@ -11,11 +11,12 @@ from agora_kit.deadletters import DeadLetterStore
 from agora_kit.kafka import create_producer
 from agora_kit.lifecycle import Component
 from agora_kit.relay import OutboxRelay, RelayConfig
+from agora_kit.topics import TopicBootstrap
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from agora_notifier import models
-from agora_notifier.components import SenderComponent, TopicsEnsurer
+from agora_notifier.components import SenderComponent
 from agora_notifier.config import NotifierSettings
 from agora_notifier.handlers import NotifierHandlers
 from agora_notifier.planning import Links
@@ -84,8 +85,8 @@ def build_components(settings: NotifierSettings, ctx: ServiceContext) -> Sequenc
         config=consumer_config,
     )
     ctx.extras["consumer"] = consumer
-    ensurer = TopicsEnsurer(settings, [*settings.topics, topics.NOTIFICATIONS_EVENTS])
-    return [ensurer, relay, SenderComponent(sender), consumer]
+    bootstrap = TopicBootstrap(settings, [*settings.topics, topics.NOTIFICATIONS_EVENTS])
+    return [bootstrap, relay, SenderComponent(sender), consumer]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:

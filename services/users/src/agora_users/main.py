@@ -13,6 +13,7 @@ from agora_kit.auth import JwksFetcher
 from agora_kit.kafka import create_producer
 from agora_kit.lifecycle import Component
 from agora_kit.relay import OutboxRelay, RelayConfig
+from agora_kit.topics import TopicBootstrap
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -25,7 +26,6 @@ from agora_users.models import OUTBOX
 from agora_users.pages import PATHS as PAGE_PATHS
 from agora_users.pages import router as pages_router
 from agora_users.router import router as users_router
-from agora_users.topics import TopicBootstrap
 
 DESCRIPTION = (
     "Accounts, email verification, OAuth2 password login with short-lived access tokens and "
