@@ -358,6 +358,135 @@ async def test_chaos_applies_to_a_session_that_is_already_open(
 
 
 @pytest.mark.asyncio
+async def test_chaos_addresses_fail_one_recipient_and_deliver_the_other(
+    sink: MailSink, api: httpx.AsyncClient
+) -> None:
+    token = uid()
+    doomed, fine = f"doomed-{token}@example.test", f"fine-{token}@example.test"
+    # The Agora extension: the trigger is scoped to one address, matched case-insensitively.
+    scoped = {"ErrorCode": 451, "Probability": 100, "Addresses": [doomed.upper()]}
+    response = await api.put("/api/v1/chaos", json={"Recipient": scoped})
+    assert response.status_code == 200
+    assert response.json()["Recipient"] == scoped
+    assert (await api.get("/api/v1/chaos")).json() == {
+        "Sender": {"ErrorCode": 451, "Probability": 0},
+        "Recipient": scoped,
+        "Authentication": {"ErrorCode": 535, "Probability": 0},
+    }
+
+    client = aiosmtplib.SMTP(hostname=sink.host, port=sink.smtp_port, timeout=5.0)
+    await client.connect()
+    try:
+        # One session, one message, two recipients: RCPT TO of one is refused, the other's is not.
+        errors, _ = await client.send_message(
+            make_message(subject=f"{token} both", to=f"{doomed}, {fine}"),
+            recipients=[doomed, fine],
+        )
+        assert list(errors) == [doomed]
+        assert errors[doomed].code == 451
+        # The same session: the doomed address alone is refused outright.
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+            await client.send_message(
+                make_message(subject=f"{token} doomed only", to=doomed), recipients=[doomed]
+            )
+        assert [(r.recipient, r.code) for r in refused.value.recipients] == [(doomed, 451)]
+
+        # Off (omitted from the body): the address is no longer scoped, nor shown.
+        assert (await api.put("/api/v1/chaos", json={})).status_code == 200
+        assert (await api.get("/api/v1/chaos")).json()["Recipient"] == {
+            "ErrorCode": 451,
+            "Probability": 0,
+        }
+        errors, _ = await client.send_message(
+            make_message(subject=f"{token} after", to=doomed), recipients=[doomed]
+        )
+        assert errors == {}
+    finally:
+        with contextlib.suppress(aiosmtplib.SMTPException):
+            await client.quit()
+
+    listing = await wait_total(api, 2)
+    assert [m["Subject"] for m in listing["messages"]] == [f"{token} after", f"{token} both"]
+    after, both = (sink.store.get(m["ID"]) for m in listing["messages"])
+    assert both is not None
+    assert list(both.envelope_recipients) == [fine]
+    assert after is not None
+    assert list(after.envelope_recipients) == [doomed]
+    assert sink.store.counters.smtp_rejected == 2
+
+
+@pytest.mark.asyncio
+async def test_chaos_addresses_scope_the_sender_and_empty_means_everyone(
+    sink: MailSink, api: httpx.AsyncClient
+) -> None:
+    token = uid()
+    bad, good = f"bad-{token}@agora.test", f"good-{token}@agora.test"
+    await api.put(
+        "/api/v1/chaos",
+        json={"Sender": {"ErrorCode": 421, "Probability": 100, "Addresses": [bad]}},
+    )
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+        await send(sink, make_message(subject=f"{token} bad"), sender=bad)
+    assert refused.value.code == 421
+    await send(sink, make_message(subject=f"{token} good"), sender=good)
+    assert (await wait_total(api, 1))["messages"][0]["Subject"] == f"{token} good"
+
+    # "Addresses": [] (or null) is Mailpit's plain trigger: every address fails, none is shown.
+    empties: tuple[list[str] | None, ...] = ([], None)
+    for empty in empties:
+        body = {"Recipient": {"ErrorCode": 450, "Probability": 100, "Addresses": empty}}
+        response = await api.put("/api/v1/chaos", json=body)
+        assert response.json()["Recipient"] == {"ErrorCode": 450, "Probability": 100}
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await send(sink, make_message(subject=f"{token} everyone"))
+    # A trigger switched off keeps no addresses.
+    off = {"Recipient": {"ErrorCode": 451, "Probability": 0, "Addresses": [good]}}
+    assert (await api.put("/api/v1/chaos", json=off)).json()["Recipient"] == {
+        "ErrorCode": 451,
+        "Probability": 0,
+    }
+    assert (await messages(api))["total"] == 1
+
+
+@pytest.mark.asyncio
+async def test_chaos_rejects_invalid_addresses_and_keeps_the_old_triggers(
+    api: httpx.AsyncClient,
+) -> None:
+    kept = {
+        "Sender": {"ErrorCode": 451, "Probability": 100, "Addresses": ["kept@example.test"]},
+        "Recipient": {"ErrorCode": 452, "Probability": 30},
+        "Authentication": {"ErrorCode": 535, "Probability": 0},
+    }
+    assert (await api.put("/api/v1/chaos", json=kept)).status_code == 200
+    for addresses in (
+        "a@example.test",
+        {"a@example.test": True},
+        [1],
+        ["a@example.test", None],
+        [""],
+        ["no-at-sign"],
+        ["@example.test"],
+        ["a@"],
+        ["<a@example.test>"],
+        ["a b@example.test"],
+        ["a@example.test\r\nRCPT TO:<b@example.test>"],
+        [f"{'a' * 250}@example.test"],
+    ):
+        # A valid Sender next to the invalid Recipient: the whole body is refused.
+        body = {
+            "Sender": {"ErrorCode": 550, "Probability": 100},
+            "Recipient": {"ErrorCode": 451, "Probability": 100, "Addresses": addresses},
+        }
+        response = await api.put("/api/v1/chaos", json=body)
+        assert response.status_code == 400, addresses
+        assert "Recipient.Addresses" in response.text
+    authentication = {"ErrorCode": 535, "Probability": 100, "Addresses": ["a@example.test"]}
+    response = await api.put("/api/v1/chaos", json={"Authentication": authentication})
+    assert response.status_code == 400
+    assert (await api.get("/api/v1/chaos")).json() == kept
+
+
+@pytest.mark.asyncio
 async def test_search_by_recipient_and_subject(sink: MailSink, api: httpx.AsyncClient) -> None:
     token = uid()
     await send(sink, make_message(subject=f"Welcome {token}", to=f"dora-{token}@example.test"))

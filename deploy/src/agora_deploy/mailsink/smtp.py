@@ -42,8 +42,8 @@ class SinkHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Refuse the sender when the Sender trigger fires, else accept it."""
-        code = self.chaos.fire("Sender")
+        """Refuse the sender when the Sender trigger fires for it, else accept it."""
+        code = self.chaos.fire("Sender", address)
         if code is not None:
             self.store.counters.smtp_rejected += 1
             return f"{code} Chaos sender error"
@@ -59,8 +59,8 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        """Refuse the recipient when the Recipient trigger fires, else accept it."""
-        code = self.chaos.fire("Recipient")
+        """Refuse the recipient when the Recipient trigger fires for it, else accept it."""
+        code = self.chaos.fire("Recipient", address)
         if code is not None:
             self.store.counters.smtp_rejected += 1
             return f"{code} Chaos recipient error"
