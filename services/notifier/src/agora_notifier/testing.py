@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -95,18 +95,40 @@ class MailApi:
                 )
             await asyncio.sleep(0.2)
 
-    async def set_chaos(self, body: dict[str, Any]) -> None:
-        """Replace the SMTP fault triggers (an empty body turns them all off)."""
+    async def set_chaos(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the SMTP fault triggers (an empty body turns them all off); return them."""
         (await self._http.put("/api/v1/chaos", json=body)).raise_for_status()
+        shown: dict[str, Any] = (await self._http.get("/api/v1/chaos")).raise_for_status().json()
+        return shown
 
     @asynccontextmanager
-    async def chaos(self, trigger: str, code: int) -> AsyncIterator[None]:
-        """Make every ``trigger`` (Sender, Recipient) command fail with ``code`` inside."""
-        await self.set_chaos({trigger: {"ErrorCode": code, "Probability": 100}})
+    async def chaos(
+        self, trigger: str, code: int, *, addresses: Sequence[str] = ()
+    ) -> AsyncIterator[None]:
+        """Make every ``trigger`` (Sender, Recipient) command fail with ``code`` inside.
+
+        ``addresses`` scopes the fault to those MAIL FROM / RCPT TO addresses through the
+        embedded sink's ``Addresses`` extension, which Mailpit lacks: when the server does
+        not show them back, the fault is cleared and ``ChaosUnsupportedError`` raised (skip then).
+        The triggers are always switched off on the way out.
+        """
+        body: dict[str, Any] = {"ErrorCode": code, "Probability": 100}
+        if addresses:
+            body["Addresses"] = list(addresses)
         try:
+            shown = await self.set_chaos({trigger: body})
+            scoped = {str(a).lower() for a in (shown.get(trigger) or {}).get("Addresses") or []}
+            if scoped != {a.lower() for a in addresses}:
+                raise ChaosUnsupportedError(
+                    f"the mail server ignores Addresses on {trigger} (Mailpit?); shows {shown}"
+                )
             yield
         finally:
             await self.set_chaos({})
+
+
+class ChaosUnsupportedError(RuntimeError):
+    """The mail server cannot scope a fault to some addresses (Mailpit rather than the sink)."""
 
 
 class Publisher:
