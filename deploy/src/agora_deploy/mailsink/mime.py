@@ -12,7 +12,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage, Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import formataddr, getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
 SNIPPET_LENGTH = 200
@@ -190,8 +190,14 @@ def stamp_headers(raw: bytes, *, envelope_from: str, envelope_recipients: Iterab
             seen.add(rcpt.lower())
             missing.append(rcpt)
     if missing:
-        existing = [v for k, v in _raw_headers(raw) if k == "bcc"]
-        raw = _set_header(raw, "Bcc", ", ".join([*(v for v in existing if v), *missing]))
+        # Rebuild Bcc from what parsed: an unparsable original (say "(") joined with the
+        # envelope recipients would hide them from every later reader.
+        kept = [
+            formataddr((a.name, a.address))
+            for a in _addresses(msg, "Bcc")
+            if "@" in a.address and a.address.isascii() and a.address.isprintable()
+        ]
+        raw = _set_header(raw, "Bcc", ", ".join([*kept, *missing]))
     if not _header_str(msg, "Message-ID").strip("<> "):
         raw = _set_header(raw, "Message-ID", f"<{new_id()}@mailpit>")
     if _header_str(msg, "Return-Path").strip("<> ") != envelope_from:
