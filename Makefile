@@ -29,6 +29,9 @@ status: install ## show what runs where
 test: install ## run the test suite against the embedded stack
 	$(UV) run pytest
 
+bench: install ## benchmark the whole stack, ratios to a baseline (~90 s; bench/results)
+	$(UV) run python bench/run.py
+
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
