@@ -9,6 +9,8 @@ path: the consumer handles it again and its deduplication still holds.
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -200,6 +202,9 @@ async def store_dead_letter(
     redelivery): then nothing is written and nothing is published again.
     """
     error = error[:MAX_ERROR_CHARS]
+    # Dead letters are read by operators and fed to a topic outside the commands' ACL:
+    # one-time tokens and the like never go there.
+    record = dataclasses.replace(record, value=redact_secrets(record.value))
     stmt = (
         pg_insert(table)
         .values(
@@ -233,6 +238,31 @@ async def store_dead_letter(
         headers=feed_headers(record, group=group, error=error, kind=kind, attempts=attempts),
     )
     return int(new_id)
+
+
+#: Keys of an envelope's ``data`` whose values never reach a dead letter.
+SECRET_KEYS = frozenset({"token", "password", "secret", "refresh_token", "access_token"})
+REDACTED = "[redacted]"
+
+
+def redact_secrets(value: bytes | None) -> bytes | None:
+    """Return ``value`` with secret fields of a JSON envelope's ``data`` replaced.
+
+    Anything that is not a JSON object with a ``data`` object is returned unchanged. A
+    redacted command cannot be replayed as it was: its one-time token is gone on purpose
+    (the user asks for a new link).
+    """
+    if not value:
+        return value
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return value
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or not SECRET_KEYS & data.keys():
+        return value
+    doc["data"] = {k: (REDACTED if k in SECRET_KEYS else v) for k, v in data.items()}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _dead_letter(row: Any) -> DeadLetter:
