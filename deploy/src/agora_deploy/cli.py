@@ -6,8 +6,12 @@ import importlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -27,7 +31,17 @@ from agora_deploy.stack import (
     running_pids,
     stop_recorded,
 )
+from agora_deploy.supervise import (
+    SUPERVISOR_FILE,
+    read_supervisor_state,
+    request_restart,
+    serve,
+    stop_supervisor,
+)
 from agora_deploy.up import UpOptions, bring_up
+
+#: How long ``agora up --detach`` waits for the stack (a cold start takes about 20 s).
+DETACH_START_TIMEOUT_S = 300.0
 
 app = typer.Typer(
     name="agora",
@@ -66,9 +80,12 @@ def up(
         int, typer.Option(envvar="AGORA_GATEWAY_PORT", help="Port of the gateway.")
     ] = 8080,
 ) -> None:
-    """Start Postgres, Redis, the broker, the mail sink and the services (Ctrl-C stops all)."""
+    """Start every component, supervised: one that exits is restarted (Ctrl-C stops all)."""
     state_dir = default_state_dir()
     alive = running_pids(state_dir)
+    supervisor = read_supervisor_state(state_dir)
+    if supervisor is not None and supervisor.state in {"starting", "running", "stopping"}:
+        alive = [supervisor.pid, *alive]
     if alive:
         err.print(
             f"[red]Agora is already running[/red] (pids {', '.join(map(str, alive))}, "
@@ -79,44 +96,133 @@ def up(
     if services is not None:
         chosen = tuple(n for n in services.split(",") if n.strip() and n != "none")
     options = UpOptions(workers=workers, reload=reload, gateway_port=gateway_port, services=chosen)
-    infra = Infra(state_dir, die_with_parent=not detach)
+    try:
+        options.selected()
+    except LaunchError as exc:
+        err.print(f"[red]start failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if detach:
+        _up_detached(state_dir, options)
+    else:
+        _up_foreground(state_dir, options)
+
+
+def _up_foreground(state_dir: Path, options: UpOptions) -> None:
+    """Run the stack and its supervisor in this process until Ctrl-C or SIGTERM."""
+    infra = Infra(state_dir, die_with_parent=True)
     stop_event = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop_event.set()
 
-    previous = signal.signal(signal.SIGTERM, _on_signal)
+    def _ready(running: Infra) -> None:
+        status_line.stop()
+        console.print(components_table(running.ordered()))
+        console.print("Supervised: a component that exits is restarted. Press Ctrl-C to stop.")
+
+    previous_term = signal.signal(signal.SIGTERM, _on_signal)
+    previous_int = signal.signal(signal.SIGINT, _on_signal)
+    status_line = console.status("starting the stack...")
+    status_line.start()
     try:
-        with console.status("starting the stack..."):
-            bring_up(infra, options)
-    except (LaunchError, KeyboardInterrupt) as exc:
+        serve(infra, lambda i: bring_up(i, options), stop_event, on_ready=_ready)
+    except LaunchError as exc:
+        status_line.stop()
         err.print(f"[red]start failed:[/red] {exc}")
-        infra.stop()
-        infra.write()
         raise typer.Exit(1) from None
-    console.print(components_table(infra.ordered()))
-    if detach:
-        console.print("Running in the background. `agora status` shows it, `agora down` stops it.")
-        return
-    console.print("Press Ctrl-C to stop.")
-    try:
-        while not stop_event.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        with console.status("stopping..."):
-            infra.stop()
-            infra.write()
-        console.print("Stopped.")
+        status_line.stop()
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+    console.print("Stopped.")
+
+
+def _up_detached(state_dir: Path, options: UpOptions) -> None:
+    """Start the supervisor in the background and wait until the stack is up."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / SUPERVISOR_FILE).unlink(missing_ok=True)
+    argv = [
+        sys.executable, "-m", "agora_deploy.supervise",
+        "--state-dir", str(state_dir), "--options", options.to_json(),
+    ]  # fmt: skip
+    exit_with = os.environ.get("AGORA_EXIT_WITH_PID")
+    if exit_with:
+        argv += ["--exit-with-pid", exit_with]
+    with (log_dir / "supervisor.log").open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own module
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + DETACH_START_TIMEOUT_S
+    with console.status("starting the stack..."):
+        while True:
+            state = read_supervisor_state(state_dir)
+            if state is not None and state.state == "running":
+                break
+            if state is not None and state.state == "failed":
+                proc.wait(timeout=60)
+                err.print(f"[red]start failed:[/red] {state.error}")
+                raise typer.Exit(1)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_supervisor(state_dir)
+                stop_recorded(state_dir)
+                err.print(
+                    "[red]start failed:[/red] the supervisor "
+                    + ("exited" if proc.poll() is not None else "did not finish starting")
+                    + f"; see {log_dir / 'supervisor.log'}"
+                )
+                raise typer.Exit(1)
+            time.sleep(0.2)
+    console.print(components_table(read_stack(state_dir)))
+    console.print(
+        f"Running in the background, supervised (pid {proc.pid}). "
+        "`agora status` shows it, `agora down` stops it."
+    )
 
 
 @app.command()
 def down() -> None:
-    """Stop every process the stack started (no process is left)."""
-    stopped = stop_recorded(default_state_dir())
-    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    """Stop the supervisor and every process the stack started (no process is left)."""
+    state_dir = default_state_dir()
+    supervised = stop_supervisor(state_dir)
+    stopped = stop_recorded(state_dir)
+    if supervised:
+        console.print("stopped the supervisor and its stack")
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing else was running")
+
+
+@app.command()
+def restart(
+    name: Annotated[str, typer.Argument(help="A component: postgres, kafka, users, ...")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait until it runs again.")] = 120,
+) -> None:
+    """Restart one component of the running stack (its supervisor starts it again)."""
+    state_dir = default_state_dir()
+    supervisor = read_supervisor_state(state_dir)
+    if supervisor is None or supervisor.state != "running":
+        err.print("[red]no supervised stack is running:[/red] start it with `agora up`")
+        raise typer.Exit(1)
+    before = {c.name: c for c in read_stack(state_dir)}
+    if name not in before or before[name].pid is None:
+        err.print(f"[red]no component {name!r} with a process[/red] ({', '.join(before)})")
+        raise typer.Exit(1)
+    old_pid = before[name].pid
+    request_restart(state_dir, name)
+    deadline = time.monotonic() + timeout
+    with console.status(f"restarting {name}..."):
+        while time.monotonic() < deadline:
+            now = {c.name: c for c in read_stack(state_dir)}.get(name)
+            if now is not None and now.state == "running" and now.pid != old_pid:
+                console.print(f"{name} restarted (pid {old_pid} -> {now.pid})")
+                return
+            time.sleep(0.2)
+    err.print(f"[red]{name} is not running again after {timeout:.0f}s[/red]; see `agora status`")
+    raise typer.Exit(1)
 
 
 @app.command()

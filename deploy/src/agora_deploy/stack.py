@@ -24,7 +24,7 @@ from agora_deploy.launchers.process import (
 from agora_deploy.launchers.redis import start_redis
 from agora_deploy.services import REPO_ROOT
 
-State = Literal["running", "stopped", "failed", "external"]
+State = Literal["running", "starting", "restarting", "stopped", "failed", "external"]
 COMPONENT_ORDER = ("postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway")
 
 
@@ -36,7 +36,7 @@ class ComponentInfo:
     url: str
     pid: int | None
     state: State
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str | int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """The flat JSON object of INTERFACES.md §1."""
@@ -49,6 +49,10 @@ class ComponentInfo:
         data.update(self.extra)
         return data
 
+    def text(self, key: str, default: str = "") -> str:
+        """An extra value as text (``default`` when absent)."""
+        return str(self.extra.get(key, default))
+
     @classmethod
     def from_json(cls, data: dict[str, object]) -> ComponentInfo:
         """Parse one stack.json entry."""
@@ -59,7 +63,9 @@ class ComponentInfo:
             url=str(data["url"]),
             pid=int(pid) if isinstance(pid, int) else None,
             state=str(data["state"]),  # type: ignore[arg-type]
-            extra={k: str(v) for k, v in data.items() if k not in core},
+            extra={
+                k: v if isinstance(v, int) else str(v) for k, v in data.items() if k not in core
+            },
         )
 
 
@@ -81,8 +87,9 @@ def read_stack(state_dir: Path) -> list[ComponentInfo]:
     raw = json.loads(path.read_text())
     components = [ComponentInfo.from_json(c) for c in raw.get("components", [])]
     for comp in components:
-        if comp.pid is not None and comp.state == "running" and not pid_alive(comp.pid):
-            comp.state = "stopped"
+        live = comp.state in {"running", "starting", "restarting"}
+        if comp.pid is not None and live and not pid_alive(comp.pid):
+            comp.state = "restarting" if comp.state == "restarting" else "stopped"
     return components
 
 
@@ -97,7 +104,12 @@ def write_stack(state_dir: Path, components: Iterable[ComponentInfo]) -> None:
 
 def running_pids(state_dir: Path) -> list[int]:
     """Pids recorded in stack.json that are still alive."""
-    return [c.pid for c in read_stack(state_dir) if c.pid is not None and c.state == "running"]
+    live = {"running", "starting", "restarting"}
+    return [
+        c.pid
+        for c in read_stack(state_dir)
+        if c.pid is not None and c.state in live and pid_alive(c.pid)
+    ]
 
 
 def stop_recorded(state_dir: Path) -> list[str]:
@@ -255,6 +267,10 @@ class Infra:
     def add_process(self, info: ComponentInfo, process: ManagedProcess) -> None:
         """Record a process started on top of the infrastructure (a service, the gateway)."""
         self._record(info, process)
+
+    def processes(self) -> list[tuple[str, ManagedProcess]]:
+        """Every process started here, in start order, by component name."""
+        return list(self._processes)
 
     def ordered(self) -> list[ComponentInfo]:
         """Components in stack order."""

@@ -86,7 +86,7 @@ def kafka_broker(agora_infra: Infra, kafka_bootstrap: str) -> Broker:
 def mail_sink(agora_infra: Infra) -> MailSinkHandle:
     """The session's mail sink (Mailpit's API at ``api_url``, SMTP at ``smtp_url``)."""
     info = agora_infra.start_mail()
-    return MailSinkHandle(api_url=info.url, smtp_url=info.extra["smtp_url"])
+    return MailSinkHandle(api_url=info.url, smtp_url=info.text("smtp_url"))
 
 
 def poll_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25) -> T:

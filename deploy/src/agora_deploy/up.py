@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +33,22 @@ class UpOptions:
     gateway_port: int = 8080
     #: Which registered services to run (None: every installed one).
     services: tuple[str, ...] | None = None
+
+    def to_json(self) -> str:
+        """These options as JSON (handed to the detached supervisor)."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> UpOptions:
+        """Options written by ``to_json``."""
+        raw = json.loads(text)
+        services = raw.get("services")
+        return cls(
+            workers=int(raw["workers"]),
+            reload=bool(raw["reload"]),
+            gateway_port=int(raw["gateway_port"]),
+            services=tuple(services) if services is not None else None,
+        )
 
     def selected(self) -> list[ServiceSpec]:
         """The services this run starts."""
@@ -62,10 +80,10 @@ def create_topics(bootstrap: str, *, idempotence: bool) -> None:
     asyncio.run(ensure_topics(settings, all_topics()))
 
 
-def _ready(url: str) -> Callable[[], bool]:
+def _probe(url: str, path: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as resp:  # noqa: S310
                 return int(resp.status) == 200
         except OSError:
             return False
@@ -85,7 +103,7 @@ def service_env(infra: Infra, spec: ServiceSpec, urls: dict[str, str]) -> dict[s
         "REDIS_URL": infra.components["redis"].url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.url,
         "KAFKA_ENABLE_IDEMPOTENCE": "false" if kafka.extra.get("flavour") == "tansu" else "true",
-        "SMTP_URL": infra.components["mail"].extra.get("smtp_url", ""),
+        "SMTP_URL": infra.components["mail"].text("smtp_url"),
         "JWKS_URL": f"{urls.get('users', '')}/.well-known/jwks.json",
         "PUBLIC_URL": f"http://{HOST}:{urls.get('gateway_port', '8080')}",
         **{f"{name.upper()}_URL": url for name, url in urls.items() if name != "gateway_port"},
@@ -131,13 +149,16 @@ def start_service(
         env=env,
         cwd=spec.path,
         die_with_parent=infra.die_with_parent,
+        ports=(port,),
     )
-    process.start()
     url = f"http://{HOST}:{port}"
+    process.health = _probe(url, "/health/ready")
+    process.liveness = _probe(url, "/health/live")
+    process.start()
     info = ComponentInfo(spec.name, url, process.pid, "running", {"docs_url": f"{url}/docs"})
     infra.add_process(info, process)
     try:
-        process.wait_healthy(_ready(url), timeout=90)
+        process.wait_healthy(timeout=90)
     except LaunchError:
         info.state = "failed"
         raise

@@ -120,6 +120,8 @@ def start_gateway(
     process = ManagedProcess(
         "gateway", argv, log_dir / "gateway.log", env=env, die_with_parent=die_with_parent
     )
+    process.health = lambda: _routes_loaded(port, internal_port)
+    process.ports = (port, internal_port)
     process.start()
-    process.wait_healthy(lambda: _routes_loaded(port, internal_port), timeout=30)
+    process.wait_healthy(timeout=30)
     return Gateway(process, port, internal_port)

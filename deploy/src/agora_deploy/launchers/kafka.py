@@ -76,6 +76,8 @@ def start_kafka(log_path: Path, *, port: int, die_with_parent: bool = False) -> 
     ]  # fmt: skip
     env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
     process = ManagedProcess("kafka", argv, log_path, env=env, die_with_parent=die_with_parent)
+    process.health = lambda: port_is_open(HOST, port)
+    process.ports = (port,)
     process.start()
-    process.wait_healthy(lambda: port_is_open(HOST, port), timeout=30)
+    process.wait_healthy(timeout=30)
     return Broker(process, port)

@@ -54,6 +54,8 @@ def start_mail(
         "--host", HOST, "--smtp-port", str(smtp_port), "--http-port", str(http_port),
     ]  # fmt: skip
     process = ManagedProcess("mail", argv, log_path, die_with_parent=die_with_parent)
+    process.health = lambda: _live(http_port)
+    process.ports = (smtp_port, http_port)
     process.start()
-    process.wait_healthy(lambda: _live(http_port), timeout=30)
+    process.wait_healthy(timeout=30)
     return MailSinkProcess(process, smtp_port, http_port)

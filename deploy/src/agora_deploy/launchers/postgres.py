@@ -161,9 +161,11 @@ def start_postgres(
         die_with_parent=die_with_parent,
         stop_signal=signal.SIGINT,
     )
+    process.health = lambda: _ready(bins, port)
+    process.ports = (port,)
     process.start()
     server = PostgresServer(process, port, data_dir)
-    process.wait_healthy(lambda: _ready(bins, port), timeout=60)
+    process.wait_healthy(timeout=60)
     return server
 
 

@@ -70,6 +70,12 @@ class ManagedProcess:
     user: str | None = None
     die_with_parent: bool = False
     stop_signal: signal.Signals = signal.SIGTERM
+    #: How a supervisor tells that a (re)started process is ready; set by its launcher.
+    health: Callable[[], bool] | None = None
+    #: Ports the process listens on: a restart waits until the dead one released them.
+    ports: tuple[int, ...] = ()
+    #: A supervisor's periodic probe of a running process (False: wedged, restart it).
+    liveness: Callable[[], bool] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -104,8 +110,29 @@ class ManagedProcess:
         """Return whether the process is still running."""
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_healthy(self, check: Callable[[], bool], timeout: float) -> None:
-        """Poll ``check`` until it passes; fail with the log tail if it exits or times out."""
+    def exit_description(self) -> str:
+        """How the process ended (``exit 1``, ``SIGKILL``), or ``running``."""
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None:
+            return "running"
+        if code < 0:
+            try:
+                return signal.Signals(-code).name
+            except ValueError:
+                return f"signal {-code}"
+        return f"exit {code}"
+
+    def kill_group(self) -> None:
+        """SIGKILL what is left of the process group (workers that outlived their leader)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def wait_healthy(self, check: Callable[[], bool] | None = None, timeout: float = 30) -> None:
+        """Poll ``check`` (default: ``health``) until it passes; fail if it exits or times out."""
+        check = check or self.health
+        if check is None:
+            raise LaunchError(f"{self.name}: no health check to wait for")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():

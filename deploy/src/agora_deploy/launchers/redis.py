@@ -56,6 +56,8 @@ def start_redis(
         "--protected-mode", "yes",
     ]  # fmt: skip
     process = ManagedProcess("redis", argv, log_path, die_with_parent=die_with_parent)
+    process.health = lambda: _pong(port)
+    process.ports = (port,)
     process.start()
-    process.wait_healthy(lambda: _pong(port), timeout=20)
+    process.wait_healthy(timeout=20)
     return process
