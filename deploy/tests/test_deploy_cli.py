@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -13,23 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from agora_deploy.launchers.process import pid_alive
+from agora_deploy.testing import run_agora
 
-AGORA = [sys.executable, "-m", "agora_deploy"]
 NAMES = {"postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway"}
 STATES = {"running", "starting", "restarting", "stopped", "failed", "external"}
 
 
-def _agora(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL"}
-    }
-    env["AGORA_HOME"] = str(home)
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [*AGORA, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+AGORA = [sys.executable, "-m", "agora_deploy"]
+_agora = run_agora
 
 
 def _check_shape(doc: dict[str, object]) -> list[dict[str, object]]:

@@ -9,10 +9,14 @@ pytest itself dies. ``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -133,3 +137,23 @@ def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemSta
         )
     finally:
         infra.stop()
+
+
+def run_agora(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the ``agora`` CLI against the stack in ``home`` (external-service URLs unset).
+
+    A detached stack started this way stops itself if the test run dies.
+    """
+    external = {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in external}
+    env["AGORA_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    env["AGORA_EXIT_WITH_PID"] = str(os.getpid())
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "agora_deploy", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
