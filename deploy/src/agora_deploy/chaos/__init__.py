@@ -1,0 +1,1 @@
+"""The chaos suite: fault injection with reconciliation (`make chaos`)."""

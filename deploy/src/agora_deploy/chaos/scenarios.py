@@ -1,0 +1,134 @@
+"""The faults of the chaos suite, each a coroutine over a running supervised stack."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from agora_deploy.chaos.harness import Stack
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named fault, and what runs after the load (before the drain)."""
+
+    name: str
+    fault: Callable[[Stack], Awaitable[None]]
+    after: Callable[[Stack], Awaitable[None]] | None = None
+    count: int = 60
+    ci: bool = False
+
+
+async def _kill(stack: Stack, name: str, times: int = 1, gap_s: float = 1.5) -> None:
+    for i in range(times):
+        stack.kill(name)
+        if i + 1 < times:
+            await stack.wait_running((name,))
+            await asyncio.sleep(gap_s)
+
+
+async def notifier_kills(stack: Stack) -> None:
+    """SIGKILL the notifier three times during the burst."""
+    await _kill(stack, "notifier", times=3)
+
+
+async def users_kill(stack: Stack) -> None:
+    """SIGKILL the users service (its relay) mid-publish."""
+    await _kill(stack, "users")
+
+
+async def items_kill(stack: Stack) -> None:
+    """SIGKILL the items service (its relay and its consumer) mid-publish."""
+    await asyncio.sleep(1.0)
+    await _kill(stack, "items")
+
+
+async def broker_kill(stack: Stack) -> None:
+    """SIGKILL the broker (the supervisor restarts it on its durable storage)."""
+    await _kill(stack, "kafka")
+
+
+async def broker_freeze(stack: Stack) -> None:
+    """SIGSTOP the broker for 10 s."""
+    await stack.freeze("kafka", 10.0)
+
+
+async def postgres_kill(stack: Stack) -> None:
+    """SIGKILL PostgreSQL (crash recovery on restart)."""
+    await _kill(stack, "postgres")
+
+
+async def redis_kill(stack: Stack) -> None:
+    """SIGKILL Redis."""
+    await _kill(stack, "redis")
+
+
+async def smtp_refuses(stack: Stack) -> None:
+    """The SMTP server answers 451 to every recipient for 10 s."""
+    api = stack.component("mail").url
+    async with httpx.AsyncClient(base_url=api, timeout=5) as client:
+        on = {"Recipient": {"ErrorCode": 451, "Probability": 100}}
+        (await client.put("/api/v1/chaos", json=on)).raise_for_status()
+        try:
+            await asyncio.sleep(10.0)
+        finally:
+            off = {"Recipient": {"ErrorCode": 0, "Probability": 0}}
+            (await client.put("/api/v1/chaos", json=off)).raise_for_status()
+
+
+async def smtp_down(stack: Stack) -> None:
+    """The SMTP server frozen (SIGSTOP) for 30 s: connections hang, then time out."""
+    await stack.freeze("mail", 30.0)
+
+
+async def poison(stack: Stack) -> None:
+    """Malformed and unknown events on every consumed topic, in the middle of the burst."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.component("kafka").url, acks="all")
+    await producer.start()
+    try:
+        bad = [
+            b"not json",
+            b'{"specversion": "1.0"}',
+            b'{"specversion":"1.0","id":"%s","source":"/x","type":"agora.nope.v9",'
+            b'"subject":"1","time":"2026-01-01T00:00:00Z","data":{}}' % uuid.uuid4().hex.encode(),
+        ]
+        for topic in ("users.events", "items.events", "notifier.commands"):
+            for i, value in enumerate(bad):
+                await producer.send_and_wait(topic, value, key=str(i).encode())
+    finally:
+        await producer.stop()
+
+
+async def down_up(stack: Stack) -> None:
+    """A full `agora down` then `agora up` in the middle of the flow."""
+    await asyncio.to_thread(stack.down)
+    await asyncio.to_thread(stack.up)
+
+
+async def rolling_restart(stack: Stack) -> None:
+    """SIGTERM each service in turn (`agora restart`), under load."""
+    for name in ("users", "items", "notifier"):
+        stack.kill(name, signal.SIGTERM)
+        await stack.wait_running((name,))
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("notifier SIGKILL x3 mid-burst", notifier_kills, ci=True),
+    Scenario("users SIGKILL mid-publish", users_kill, ci=True),
+    Scenario("items SIGKILL mid-publish", items_kill),
+    Scenario("broker SIGKILL", broker_kill, ci=True),
+    Scenario("broker SIGSTOP 10 s", broker_freeze),
+    Scenario("postgres SIGKILL", postgres_kill),
+    Scenario("redis SIGKILL", redis_kill),
+    Scenario("SMTP 451 for 10 s", smtp_refuses),
+    Scenario("SMTP down (frozen) 30 s", smtp_down),
+    Scenario("poison events on every topic", poison),
+    Scenario("rolling SIGTERM of each service", rolling_restart),
+    Scenario("agora down / up mid-flow", down_up),
+)
