@@ -194,7 +194,9 @@ def test_rate_limit_429_with_retry_after(tmp_path: Path, upstreams: dict[str, st
 
 
 @pytest.fixture
-def own_items(upstreams: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+def own_items(
+    upstreams: dict[str, str],
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """The shared upstreams, with an items upstream of this test's own (to freeze or kill)."""
     proc, url = _start_echo("items")
     try:

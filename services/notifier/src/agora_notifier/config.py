@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agora_contract import topics
-from agora_kit.settings import ServiceSettings
 from typing import Self
 
+from agora_contract import topics
+from agora_kit.settings import ServiceSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 

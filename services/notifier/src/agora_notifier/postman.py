@@ -40,6 +40,8 @@ logger = logging.getLogger("agora.notifier.postman")
 
 D = models.delivery
 T = TypeVar("T")
+#: Between attempts of the outcome mark: 0.2 s, doubling, at most 2 s.
+MARK_BACKOFF = Backoff(base_s=0.2, max_s=2.0)
 MAX_ERROR = 1000
 
 
@@ -63,7 +65,7 @@ class PostmanConfig:
     #: How long a database blip on the mark after a send is retried. A mark that is lost
     #: leaves the row ``sending``, so the email goes again once ``send_lease_s`` is over.
     mark_retry_s: float = 10.0
-    mark_backoff: Backoff = Backoff(base_s=0.2, max_s=2.0)
+    mark_backoff: Backoff = MARK_BACKOFF
 
 
 class Postman:
@@ -190,9 +192,9 @@ class Postman:
                 message, sender=self.config.sender.addr_spec, recipient=row.recipient
             )
         except SendError as exc:
+            error, permanent = str(exc), exc.permanent
             return await self._marking(
-                lambda: self._after_failure(row, str(exc), permanent=exc.permanent, final=final),
-                row,
+                lambda: self._after_failure(row, error, permanent=permanent, final=final), row
             )
         await self._marking(lambda: self._after_success(row), row)
         return Outcome.DONE, "sent"
