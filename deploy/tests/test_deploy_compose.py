@@ -344,6 +344,9 @@ def test_gateway_mounts_the_dynamic_config_of_the_embedded_stack(
         assert env[f"{name.upper()}_UPSTREAM"] == f"http://{name}:8000"
     assert env["GATEWAY_ENTRYPOINTS"] == "web"
     assert flag_values(gateway["command"])["entrypoints.web.address"] == ":80"
+    # The error answers loop back to Traefik's internal entrypoint inside the container.
+    internal_port = flag_values(gateway["command"])["entrypoints.internal.address"]
+    assert env["GATEWAY_INTERNAL_URL"] == f"http://127.0.0.1{internal_port}"
 
 
 def launcher_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,7 +28,12 @@ ECHO = textwrap.dedent(
             self.rfile.read(length)
             body = json.dumps({"service": name, "path": self.path,
                                "prefix": self.headers.get("x-forwarded-prefix")}).encode()
-            self.send_response(200)
+            # A path ending in /unavailable answers like a service whose database is down.
+            if self.path.endswith("/unavailable"):
+                self.send_response(503)
+                self.send_header("retry-after", "7")
+            else:
+                self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -39,17 +45,22 @@ ECHO = textwrap.dedent(
 )
 
 
+def _start_echo(name: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", ECHO, name, str(port)])
+    deadline = time.monotonic() + 10
+    while not port_is_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, str]]:
     procs, urls = [], {}
     try:
         for name in ("users", "items", "notifier"):
-            port = free_port()
-            procs.append(subprocess.Popen([sys.executable, "-c", ECHO, name, str(port)]))
-            urls[name] = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 10
-            while not port_is_open("127.0.0.1", port) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            proc, urls[name] = _start_echo(name)
+            procs.append(proc)
         yield urls
     finally:
         for proc in procs:
@@ -180,3 +191,83 @@ def test_rate_limit_429_with_retry_after(tmp_path: Path, upstreams: dict[str, st
         assert any(r.status_code == 200 for r in codes)
     finally:
         gw.stop()
+
+
+@pytest.fixture
+def own_items(
+    upstreams: dict[str, str],
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """The shared upstreams, with an items upstream of this test's own (to freeze or kill)."""
+    proc, url = _start_echo("items")
+    try:
+        yield proc, {**upstreams, "items": url}
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def _timed_get(gw: Gateway, path: str) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    resp = httpx.get(gw.url + path, timeout=30)
+    return resp, time.monotonic() - started
+
+
+def test_frozen_upstream_answers_504_within_the_timeout_with_retry_after(
+    tmp_path: Path, own_items: tuple[subprocess.Popen[bytes], dict[str, str]]
+) -> None:
+    proc, urls = own_items
+    gw = _gateway(tmp_path, urls, GATEWAY_RESPONSE_TIMEOUT="2s", GATEWAY_RETRY_AFTER_S="3")
+    try:
+        assert _get(gw, "/api/v1/items").status_code == 200
+        proc.send_signal(signal.SIGSTOP)
+        resp, took = _timed_get(gw, "/api/v1/items")
+        # 504 from the forwarding timeout, or 503 once the health check has marked it down.
+        assert resp.status_code in (503, 504), resp.text
+        assert took < 4.0, took
+        assert resp.headers["retry-after"] == "3"
+        # The public middlewares still apply (CORS exposes Retry-After to browsers).
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        # Other services are not affected.
+        assert _get(gw, "/api/v1/users/me").status_code == 200
+        proc.send_signal(signal.SIGCONT)
+        assert _get(gw, "/api/v1/items").status_code == 200
+    finally:
+        gw.stop()
+
+
+def test_stopped_upstream_answers_502_then_503_with_retry_after(
+    tmp_path: Path, own_items: tuple[subprocess.Popen[bytes], dict[str, str]]
+) -> None:
+    proc, urls = own_items
+    gw = _gateway(tmp_path, urls, GATEWAY_HEALTH_INTERVAL="500ms")
+    try:
+        assert _get(gw, "/api/v1/items").status_code == 200
+        proc.kill()
+        proc.wait(timeout=5)
+        seen: set[int] = set()
+        deadline = time.monotonic() + 15
+        # Connection refused (502) until the health check marks it down, then the fallback (503).
+        while 503 not in seen and time.monotonic() < deadline:
+            resp, took = _timed_get(gw, "/api/v1/items")
+            assert resp.status_code in (502, 503), resp.text
+            assert took < 2.0, took
+            assert resp.headers["retry-after"] == "5"
+            seen.add(resp.status_code)
+            time.sleep(0.1)
+        assert 503 in seen, seen
+    finally:
+        gw.stop()
+
+
+def test_a_services_own_503_passes_through_untouched(gateway: Gateway) -> None:
+    resp = _get(gateway, "/api/v1/items/unavailable")
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "7"
+    assert resp.json()["service"] == "items"
+
+
+def test_successful_answers_carry_no_retry_after(gateway: Gateway) -> None:
+    resp = _get(gateway, "/api/v1/items")
+    assert resp.status_code == 200
+    assert "retry-after" not in resp.headers

@@ -100,6 +100,27 @@ async def test_user_deleted_removes_the_items_with_one_event_each(items_svc: Ite
     assert claimed == 1
 
 
+async def test_cascaded_deletes_carry_the_correlation_id_of_the_user_deleted(
+    items_svc: ItemsHarness,
+) -> None:
+    doomed = items_svc.new_user()
+    mine = [(await items_svc.create(doomed, name=f"thing {i}"))["id"] for i in range(2)]
+    for item_id in mine:
+        await items_svc.tap.wait_for_item(item_id, 1)
+    correlation = f"req-{uuid.uuid4().hex}"
+    envelope = Envelope.wrap(
+        UserDeleted(user_id=doomed), aggregateversion=4, correlationid=correlation
+    )
+    await items_svc.publish_envelope(envelope)
+    await _applied(items_svc, doomed, 4)
+    for item_id in mine:
+        events = await items_svc.tap.wait_for_item(item_id, 2)
+        assert events[1].type == ItemDeleted.event_type
+        # The delete a request caused (users: DELETE /me) is traceable down to each item.
+        assert events[1].correlationid == correlation
+        assert events[1].id != envelope.id
+
+
 async def test_the_same_user_deleted_twice_is_applied_once(items_svc: ItemsHarness) -> None:
     user = items_svc.new_user()
     item_id = (await items_svc.create(user))["id"]

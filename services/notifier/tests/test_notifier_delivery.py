@@ -11,6 +11,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from agora_contract import (
     Envelope,
     ItemCreated,
@@ -342,3 +343,47 @@ async def test_451_delays_mail_without_losing_it_and_blocks_no_one(
     assert sent_first["error"] is None
     assert len(await notifier_mail.to(first)) == 1
     assert len(await notifier_mail.to(second)) == 1
+
+
+@pytest.mark.asyncio
+async def test_database_blip_on_the_sent_mark_is_retried_not_resent(
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id, email = notifier_new_user()
+    postman = notifier_app.state.ctx.extras["postman"]
+    real_mark = postman._after_success
+    calls: list[str] = []
+
+    async def flaky_mark(row: Any) -> None:
+        calls.append(row.recipient)
+        if row.recipient == email and calls.count(email) == 1:
+            # What SQLAlchemy raises when the connection drops under the UPDATE.
+            raise sqlalchemy.exc.OperationalError(
+                "UPDATE delivery SET status=...", None, ConnectionResetError("connection reset")
+            )
+        await real_mark(row)
+
+    monkeypatch.setattr(postman, "_after_success", flaky_mark)
+    envelope = await notifier_publish.event(registered(user_id, email), aggregateversion=1)
+    await notifier_mail.wait_for(email)
+
+    async def row() -> Any:
+        async with notifier_app.state.ctx.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    text("SELECT status, attempts FROM delivery WHERE event_id = :e"),
+                    {"e": envelope.id},
+                )
+            ).one_or_none()
+        return found if found is not None and found.status == "sent" else None
+
+    # Marked within the retry budget, by the same attempt: without the retry the row would
+    # stay "sending" until the 60 s lease ran out, and the email would then go again.
+    sent = await eventually(row, timeout_s=10)
+    assert sent.attempts == 1
+    assert calls.count(email) == 2
+    assert len(await notifier_mail.to(email)) == 1

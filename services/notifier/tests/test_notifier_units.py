@@ -193,3 +193,33 @@ def test_token_links_are_escaped() -> None:
         links.token("verify-email", "a/b+c=&d")
         == "http://g.test/verify-email?token=a%2Fb%2Bc%3D%26d"
     )
+
+
+def test_handler_timeout_defaults_above_one_delivery() -> None:
+    settings = NotifierSettings()
+    one_delivery = (
+        settings.smtp_connect_timeout_s + settings.smtp_send_timeout_s + settings.mark_retry_s
+    )
+    assert settings.consumer_handler_timeout_s >= one_delivery
+
+
+def test_handler_timeout_shorter_than_one_smtp_send_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SMTP_URL", "smtp://u:hunter2-password@mail.test")
+    monkeypatch.setenv("CONSUMER_HANDLER_TIMEOUT_S", "30")
+    monkeypatch.setenv("NOTIFIER_SMTP_CONNECT_TIMEOUT_S", "10")
+    monkeypatch.setenv("NOTIFIER_SMTP_SEND_TIMEOUT_S", "20")
+    with pytest.raises(ValidationError, match="CONSUMER_HANDLER_TIMEOUT_S") as info:
+        NotifierSettings()
+    # The error names the bound, and does not echo the environment (the SMTP password).
+    assert "40 s" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_handler_timeout_follows_shorter_smtp_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSUMER_HANDLER_TIMEOUT_S", "12")
+    monkeypatch.setenv("NOTIFIER_SMTP_CONNECT_TIMEOUT_S", "2")
+    monkeypatch.setenv("NOTIFIER_SMTP_SEND_TIMEOUT_S", "5")
+    monkeypatch.setenv("NOTIFIER_MARK_RETRY_S", "5")
+    assert NotifierSettings().consumer_handler_timeout_s == 12

@@ -88,7 +88,7 @@ def start_gateway(
     """Start Traefik on ``127.0.0.1:port`` routing to ``upstreams`` ({service: base URL}).
 
     ``settings`` holds the GATEWAY_* variables of the dynamic configuration (rate limit,
-    body limit, CORS origins); unset ones take the file's defaults.
+    body limit, CORS origins, forwarding timeouts); unset ones take the file's defaults.
     """
     ensure_port_free("gateway", HOST, port)
     ensure_port_free("gateway (internal)", HOST, internal_port)
@@ -115,6 +115,8 @@ def start_gateway(
         "--global.sendanonymoususage=false",
     ]
     env = {**os.environ, **(settings or {})}
+    # The gateway's error answers are routed back to Traefik's own internal entrypoint.
+    env["GATEWAY_INTERNAL_URL"] = f"http://{HOST}:{internal_port}"
     for name in ("users", "items", "notifier"):
         env[f"{name.upper()}_UPSTREAM"] = upstreams.get(name, NOWHERE)
     process = ManagedProcess(

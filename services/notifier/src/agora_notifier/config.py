@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from agora_contract import topics
 from agora_kit.settings import ServiceSettings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from agora_notifier.smtp_url import SmtpTarget, parse_smtp_url
@@ -13,8 +15,14 @@ from agora_notifier.smtp_url import SmtpTarget, parse_smtp_url
 class NotifierSettings(ServiceSettings):
     """Settings of the notifier (own knobs read with the ``NOTIFIER_`` prefix)."""
 
+    # hide_input_in_errors: a model-level error would otherwise echo every variable read,
+    # SMTP_URL's password included.
     model_config = SettingsConfigDict(
-        env_prefix="NOTIFIER_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="NOTIFIER_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     service_name: str = "notifier"
@@ -38,6 +46,13 @@ class NotifierSettings(ServiceSettings):
     smtp_validate_certs: bool = True
     #: A ``sending`` record younger than this belongs to an attempt still in flight.
     send_lease_s: float = Field(default=60.0, gt=0)
+    #: How long a database blip on the ``sent`` mark after a send is retried.
+    mark_retry_s: float = Field(default=10.0, gt=0)
+    #: The kit's bound on one event handler call, raised for mail: one delivery is an SMTP
+    #: connect, a send and the mark's retries (checked at start-up, see below).
+    consumer_handler_timeout_s: float = Field(
+        default=45.0, gt=0, validation_alias="CONSUMER_HANDLER_TIMEOUT_S"
+    )
 
     #: At most this many emails per recipient per window; the rest wait (status throttled).
     throttle_limit: int = Field(default=30, ge=1)
@@ -53,6 +68,20 @@ class NotifierSettings(ServiceSettings):
     def _check_smtp_url(cls, value: SecretStr) -> SecretStr:
         parse_smtp_url(value.get_secret_value())  # raises a clear ValueError
         return value
+
+    @model_validator(mode="after")
+    def _handler_outlasts_one_delivery(self) -> Self:
+        # A handler cancelled mid-send leaves the row ``sending``: the email goes out again
+        # after the lease. So the bound must cover one delivery at its own timeouts.
+        needed = self.smtp_connect_timeout_s + self.smtp_send_timeout_s + self.mark_retry_s
+        if self.consumer_handler_timeout_s < needed:
+            raise ValueError(
+                f"CONSUMER_HANDLER_TIMEOUT_S ({self.consumer_handler_timeout_s:g} s) must be at "
+                f"least NOTIFIER_SMTP_CONNECT_TIMEOUT_S + NOTIFIER_SMTP_SEND_TIMEOUT_S + "
+                f"NOTIFIER_MARK_RETRY_S ({needed:g} s): a handler cut off mid-send sends the "
+                "email twice"
+            )
+        return self
 
     def secret_fields(self) -> dict[str, SecretStr]:
         """The SMTP URL is a secret only when it carries a password."""

@@ -52,6 +52,7 @@ def build_components(settings: NotifierSettings, ctx: ServiceContext) -> Sequenc
             sender=from_address,
             message_id_domain=settings.message_id_domain or from_address.domain,
             send_lease_s=settings.send_lease_s,
+            mark_retry_s=settings.mark_retry_s,
             max_attempts=consumer_config.max_attempts,
         ),
     )

@@ -10,17 +10,21 @@ duplicate no system can rule out, and a detectable one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from agora_contract import Envelope, NotificationFailed, NotificationSent
 from agora_kit.consumer import PermanentError, TransientError
+from agora_kit.errors import dependency_down
+from agora_kit.retry import Backoff
 from agora_kit.uow import UnitOfWork
 from jinja2 import TemplateError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +39,9 @@ from agora_notifier.throttle import Throttle
 logger = logging.getLogger("agora.notifier.postman")
 
 D = models.delivery
+T = TypeVar("T")
+#: Between attempts of the outcome mark: 0.2 s, doubling, at most 2 s.
+MARK_BACKOFF = Backoff(base_s=0.2, max_s=2.0)
 MAX_ERROR = 1000
 
 
@@ -55,6 +62,10 @@ class PostmanConfig:
     send_lease_s: float = 60.0
     #: The consumer's attempts; the last one marks a still-failing delivery ``failed``.
     max_attempts: int = 8
+    #: How long a database blip on the mark after a send is retried. A mark that is lost
+    #: leaves the row ``sending``, so the email goes again once ``send_lease_s`` is over.
+    mark_retry_s: float = 10.0
+    mark_backoff: Backoff = MARK_BACKOFF
 
 
 class Postman:
@@ -181,9 +192,36 @@ class Postman:
                 message, sender=self.config.sender.addr_spec, recipient=row.recipient
             )
         except SendError as exc:
-            return await self._after_failure(row, str(exc), permanent=exc.permanent, final=final)
-        await self._after_success(row)
+            error, permanent = str(exc), exc.permanent
+            return await self._marking(
+                lambda: self._after_failure(row, error, permanent=permanent, final=final), row
+            )
+        await self._marking(lambda: self._after_success(row), row)
         return Outcome.DONE, "sent"
+
+    async def _marking(self, mark: Callable[[], Awaitable[T]], row: Any) -> T:
+        """Run ``mark`` (one transaction), retrying it while the database is unreachable.
+
+        The email is out at this point: giving up on the first blip would leave the row
+        ``sending`` and send it again when the lease runs out.
+        """
+        deadline = time.monotonic() + self.config.mark_retry_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await mark()
+            except Exception as exc:
+                delay = self.config.mark_backoff.delay(attempt)
+                if dependency_down(exc) != "database" or time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "recording the outcome of delivery %s failed (%s); retrying in %.1f s",
+                    row.id,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _set(
         self, uow: UnitOfWork, row: Any, status: DeliveryStatus, *, error: str | None = None

@@ -5,12 +5,15 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import BusyLoadingError, ConnectionError
 
 from agora_kit.settings import ServiceSettings
 
-#: Errors worth retrying on a fresh connection; anything else is a real answer.
-RETRY_ON = (ConnectionError, TimeoutError, BusyLoadingError)
+#: Errors worth retrying on a fresh connection; anything else is a real answer. A timeout is
+#: not among them: a server that did not answer within ``REDIS_TIMEOUT_S`` (frozen, swapping)
+#: will not answer the retry either, and each retry would add a full timeout to the request.
+#: A stale pooled connection (Redis restarted) fails fast with ConnectionError instead.
+RETRY_ON = (ConnectionError, BusyLoadingError)
 
 
 def create_redis(settings: ServiceSettings, *, max_connections: int = 50) -> Redis:

@@ -31,6 +31,7 @@ from agora_kit.consumer.handlers import (
 )
 from agora_kit.consumer.metrics import ConsumerMetrics
 from agora_kit.consumer.tables import ConsumerTables
+from agora_kit.context import request_id_var
 from agora_kit.deadletters import ErrorKind, store_dead_letter
 from agora_kit.retry import Record, RetryRow
 
@@ -97,6 +98,9 @@ class Dispatcher:
         assert handler is not None
         assert event is not None
         started = time.monotonic()
+        # Events the handler emits (UnitOfWork.add_event) and its log lines carry the
+        # correlation id of the event that caused them, as a request's do its X-Request-ID.
+        correlation = request_id_var.set(decoded.envelope.correlationid)
         try:
             async with asyncio.timeout(self.config.handler_timeout_s):
                 await handler(ctx, decoded.envelope, event)
@@ -105,6 +109,7 @@ class Dispatcher:
         except Exception as exc:  # any handler failure is data for the policy, not a crash
             return exc
         finally:
+            request_id_var.reset(correlation)
             self.metrics.handler_seconds.labels(
                 self.group, type_label(decoded.envelope.type)
             ).observe(time.monotonic() - started)
