@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help uv install run run-detach down status test lint fmt typecheck check bench clean
+.PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,12 @@ status: install ## show what runs where
 
 test: install ## run the test suite against the embedded stack
 	$(UV) run pytest
+
+chaos: install ## fault injection with reconciliation, every scenario (~15 min); updates docs/reliability.md
+	$(UV) run python -m agora_deploy.chaos --write-docs
+
+chaos-ci: install ## the chaos suite's CI subset (at most 3 minutes)
+	$(UV) run python -m agora_deploy.chaos --ci
 
 bench: install ## benchmark the whole stack, ratios to a baseline (~90 s; bench/results)
 	$(UV) run python bench/run.py

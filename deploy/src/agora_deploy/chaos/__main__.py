@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "make chaos" if not args.ci and not args.only else " ".join(sys.argv)
         write_doc(results, command)
     failed = [r.name for r in results if not r.ok]
+    print(f"chaos: {len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         print(f"chaos: FAILED: {', '.join(failed)}; logs in {home / 'stack' / 'logs'}")
         return 1
