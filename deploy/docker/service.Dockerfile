@@ -3,7 +3,10 @@
 # docker-compose.yml builds all three. Only classic Dockerfile syntax (no BuildKit-only
 # features), so both the legacy builder and BuildKit build it.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# A patch release, never the floating 3.11 tag: 3.11.10 fixed CVE-2024-6923 (email header
+# injection through encoded-words) and 3.11.15 CVE-2026-1299 (BytesGenerator did not check
+# headers); see docs/security.md. Raise it with each security release.
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 
 # --- builder: resolve the service's dependencies from uv.lock into /app/.venv ---------------
 FROM ${PYTHON_IMAGE} AS builder

@@ -367,7 +367,10 @@ def test_dockerfile_builds_each_service_from_the_lock_into_a_non_root_slim_image
     text = DOCKERFILE.read_text()
     stages = re.findall(r"^FROM (\S+) AS (\w+)$", text, flags=re.MULTILINE)
     assert [stage for _, stage in stages] == ["builder", "runtime"]
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, flags=re.MULTILINE)
+    # Pinned to a patch release that has the email header fix (CVE-2024-6923: 3.11.10).
+    pinned = re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.(\d+)-slim", text, flags=re.MULTILINE)
+    assert pinned, "the base image must name a Python patch release"
+    assert int(pinned.group(1)) >= 10
     assert '--frozen --no-dev --no-install-workspace --package "agora-${SERVICE}"' in text
     assert '--frozen --no-dev --no-editable --package "agora-${SERVICE}"' in text
     assert "UV_PROJECT_ENVIRONMENT=/app/.venv" in text

@@ -45,6 +45,12 @@ class MailClient:
         resp.raise_for_status()
         return dict(resp.json())
 
+    def raw(self, message_id: str) -> bytes:
+        """The message exactly as the sink received it."""
+        resp = self._http.get(f"/api/v1/message/{message_id}/raw")
+        resp.raise_for_status()
+        return resp.content
+
     def to(self, address: str) -> list[Message]:
         """Summaries of the messages delivered to ``address`` (header or envelope recipient)."""
         needle = address.lower()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -103,15 +105,63 @@ async def test_bad_logins_get_one_answer_in_similar_time(users_client: ClientFac
     assert statistics.median(unknown) > 0.4 * statistics.median(wrong)
 
 
-async def test_failed_logins_are_throttled_per_email(users_client: ClientFactory) -> None:
+async def test_failed_logins_are_throttled_per_email_and_client(
+    users_client: ClientFactory,
+) -> None:
     user, _ = await register(users_client())
+    attacker = users_client()
     for _ in range(5):
-        response = await login(users_client(), user["email"], "wrong password")
+        response = await login(attacker, user["email"], "wrong password")
         assert response.status_code == 400
-    throttled = await login(users_client(), user["email"])  # even the right password
+    throttled = await login(attacker, user["email"])  # even the right password
     assert throttled.status_code == 429
     assert throttled.headers["content-type"].startswith("application/problem+json")
     assert 1 <= int(throttled.headers["retry-after"]) <= 900
+    # The owner, from another address, is not locked out by someone else's guesses.
+    assert (await login(users_client(), user["email"])).status_code == 200
+
+
+async def test_parallel_wrong_passwords_reach_the_hash_at_most_limit_times(
+    users_client: ClientFactory, users_settings: UsersSettings
+) -> None:
+    # Issue 13, item 2: the throttle counted only after argon2, so 40 parallel guesses all ran.
+    user, _ = await register(users_client())
+    attacker = users_client()
+    responses = await asyncio.gather(
+        *(login(attacker, user["email"], f"wrong password {n}") for n in range(40))
+    )
+    statuses = Counter(r.status_code for r in responses)
+    limit = users_settings.login_max_failures_per_email_client
+    # A 400 (invalid_grant) is a password check that ran; 429s never reached the hash.
+    assert statuses[400] == limit, statuses
+    assert statuses[429] == 40 - limit, statuses
+    for response in responses:
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+        else:
+            assert response.json()["error"] == "invalid_grant"
+    owner = await login(users_client(), user["email"])
+    assert owner.status_code == 200, owner.text
+    assert (await login(attacker, user["email"])).status_code == 429
+
+
+async def test_an_owners_known_address_outlasts_a_distributed_lockout(
+    users_client: ClientFactory, users_settings: UsersSettings
+) -> None:
+    user, _ = await register(users_client())
+    owner = users_client()
+    assert (await login(owner, user["email"])).status_code == 200  # this address is now known
+    per_pair = users_settings.login_max_failures_per_email_client
+    attackers = -(-users_settings.login_max_failures_per_email // per_pair)
+    for _ in range(attackers):
+        client = users_client()
+        await asyncio.gather(
+            *(login(client, user["email"], "wrong password") for _ in range(per_pair))
+        )
+    # The account's own limit is reached: a new address is refused, even with the password...
+    assert (await login(users_client(), user["email"])).status_code == 429
+    # ...but the address the owner signed in from before is not.
+    assert (await login(owner, user["email"])).status_code == 200
 
 
 async def test_failed_logins_are_throttled_per_client(users_client: ClientFactory) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import platform
 from collections.abc import Sequence
 
 from agora_contract import topics
@@ -21,16 +23,24 @@ from agora_notifier.config import NotifierSettings
 from agora_notifier.handlers import NotifierHandlers
 from agora_notifier.planning import Links
 from agora_notifier.postman import Postman, PostmanConfig
-from agora_notifier.rendering import Renderer, sender_address
+from agora_notifier.rendering import Renderer, email_header_fix_missing, sender_address
 from agora_notifier.router import build_router
 from agora_notifier.smtp import SmtpSender
 from agora_notifier.throttle import RedisThrottle
 
 VERSION = "0.1.0"
+logger = logging.getLogger("agora.notifier")
 
 
 def build_components(settings: NotifierSettings, ctx: ServiceContext) -> Sequence[Component]:
     """Build the relay, the SMTP pool and the consumer (started in this order)."""
+    if email_header_fix_missing():
+        # Our headers are safe on any version (rendering.header_text); the interpreter is not.
+        logger.warning(
+            "Python %s lacks the fix for CVE-2024-6923 (email header injection through "
+            "encoded-words); upgrade to 3.11.10, 3.12.5 or later",
+            platform.python_version(),
+        )
     consumer_config = ConsumerConfig.from_settings(settings)
     sender = SmtpSender(
         settings.smtp,

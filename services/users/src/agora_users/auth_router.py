@@ -188,7 +188,7 @@ async def request_password_reset(
     responses={400: {"model": Problem, "description": "Invalid, expired or used token"}},
 )
 async def confirm_password_reset(
-    body: PasswordResetConfirm, uow: UowDep, rt: RuntimeDep
+    body: PasswordResetConfirm, uow: UowDep, rt: RuntimeDep, client: ClientDep
 ) -> Message:
     """Set a new password with the one-time reset token; every session of the account ends."""
     email, revoked = await recovery.confirm_password_reset(
@@ -199,5 +199,5 @@ async def confirm_password_reset(
         new_password=body.new_password,
     )
     await rt.revoker.revoke_best_effort(revoked)
-    await rt.login_guard.forget(email=email)
+    await rt.login_guard.forget(email=email, client=client)
     return Message(detail="The password has been changed; sign in with the new one.")

@@ -52,9 +52,13 @@ class UsersSettings(ServiceSettings):
     #: Concurrent hashes (each holds ``argon2_memory_kib`` of memory while it runs).
     argon2_max_concurrency: int = Field(default=4, ge=1, le=64)
 
-    #: Failed logins per address (and per client) inside the window before 429.
-    login_max_failures_per_email: int = Field(default=5, ge=1)
+    #: Failed logins inside the window before 429: per (account, client address), per client
+    #: address across accounts, and per account from addresses it has not signed in from.
+    login_max_failures_per_email_client: int = Field(default=5, ge=1)
     login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_max_failures_per_email: int = Field(default=50, ge=1)
+    #: How long an address the owner signed in from skips the per-account limit.
+    login_known_client_days: int = Field(default=30, ge=1)
     login_failure_window_s: int = Field(default=900, ge=1)
 
     #: Reset mails per address per window (beyond it the request is answered but not sent).

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse
 
 from agora_users import auth_router
-from agora_users.deps import RuntimeDep, UowDep
+from agora_users.deps import ClientDep, RuntimeDep, UowDep
 from agora_users.exceptions import InvalidOneTimeToken
 from agora_users.models import TokenPurpose
 from agora_users.schemas import (
@@ -192,6 +192,7 @@ async def reset_password_page(rt: RuntimeDep, token: OptionalQuery = None) -> HT
 async def reset_password_submit(
     uow: UowDep,
     rt: RuntimeDep,
+    client: ClientDep,
     token: OptionalForm = None,
     password: OptionalForm = None,
     password_confirm: OptionalForm = None,
@@ -206,7 +207,7 @@ async def reset_password_submit(
     body = PasswordResetConfirm(token=usable, new_password=password)
     try:
         # The API's handler: it also revokes the sessions and clears the failed-login count.
-        await auth_router.confirm_password_reset(body=body, uow=uow, rt=rt)
+        await auth_router.confirm_password_reset(body=body, uow=uow, rt=rt, client=client)
     except InvalidOneTimeToken:
         return _failure(_RESET_AGAIN)
     done = _render(

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agora_kit.auth import REVOKED_PREFIX
+from agora_kit.errors import TooManyRequests
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agora_users.config import UsersSettings
-from agora_users.throttle import Throttle
+from agora_users.throttle import Throttle, client_subject, refund, reserve
 
 logger = logging.getLogger("agora.users.security")
 
@@ -56,10 +57,24 @@ class Revoker:
 
 
 class LoginGuard:
-    """Throttles failed password checks per address and per client (429 with Retry-After)."""
+    """Throttles password checks so that guessing is slow and nobody else can lock you out.
+
+    Three fixed-window counters of failures, each refusing with 429 and ``Retry-After``:
+    per (account, client address), small; per client address, across accounts; per account,
+    larger, for guesses spread over many addresses. A client address the owner signed in
+    from lately skips the per-account counter, so a distributed attack cannot lock out the
+    owner's usual devices. Slots are reserved atomically before the hash runs.
+    """
 
     def __init__(self, redis: Redis, settings: UsersSettings) -> None:
         window = settings.login_failure_window_s
+        self._redis = redis
+        self.by_email_client = Throttle(
+            redis,
+            name="login-email-client",
+            limit=settings.login_max_failures_per_email_client,
+            window_s=window,
+        )
         self.by_email = Throttle(
             redis, name="login-email", limit=settings.login_max_failures_per_email, window_s=window
         )
@@ -69,27 +84,57 @@ class LoginGuard:
             limit=settings.login_max_failures_per_client,
             window_s=window,
         )
+        self._known = Throttle(
+            redis, name="login-known", limit=1, window_s=settings.login_known_client_days * 86400
+        )
 
-    async def check(self, *, email: str, client: str | None) -> None:
-        """Refuse (429) while the address or the client has too many recent failures."""
-        detail = "Too many failed sign-in attempts; try again later."
-        await self.by_email.check(email, detail)
+    async def attempt(self, *, email: str, client: str | None) -> LoginAttempt:
+        """Reserve a failure in every counter before the password check; 429 when one is full."""
+        who = client_subject(client)
+        pair = f"{email}\n{who}"
+        slots = [(self.by_email_client, pair)]
         if client is not None:
-            await self.by_client.check(client, detail)
+            slots.append((self.by_client, who))
+        if not await self._redis.exists(self._known.key(pair)):
+            slots.append((self.by_email, email))
+        wait = await reserve(self._redis, slots)
+        if wait is not None:
+            raise TooManyRequests(
+                "Too many failed sign-in attempts; try again later.", retry_after=wait
+            )
+        return LoginAttempt(self, pair=pair, slots=slots)
 
-    async def failed(self, *, email: str, client: str | None) -> None:
-        """Count one failed password check."""
-        await self.by_email.hit(email)
-        if client is not None:
-            await self.by_client.hit(client)
-
-    async def succeeded(self, *, email: str) -> None:
-        """Clear the address's failures after a correct password."""
-        await self.by_email.reset(email)
-
-    async def forget(self, *, email: str) -> None:
-        """Clear the address's failures if Redis answers (after a committed password reset)."""
+    async def forget(self, *, email: str, client: str | None) -> None:
+        """Clear the account's failures if Redis answers (after a committed password reset)."""
         try:
             await self.by_email.reset(email)
+            await self.by_email_client.reset(f"{email}\n{client_subject(client)}")
         except (RedisError, OSError) as exc:
             logger.warning("could not clear login failures: %s: %s", type(exc).__name__, exc)
+
+    async def _succeeded(self, pair: str, slots: list[tuple[Throttle, str]]) -> None:
+        # The right password: this pair's failures are forgiven, the other counters get their
+        # slot back, and the address is remembered as the owner's.
+        await self.by_email_client.reset(pair)
+        await refund(self._redis, [s for s in slots if s[0] is not self.by_email_client])
+        await self._redis.set(self._known.key(pair), b"1", ex=self._known.window_s)
+
+
+class LoginAttempt:
+    """The slots one password check holds: kept on failure, given back otherwise."""
+
+    def __init__(self, guard: LoginGuard, *, pair: str, slots: list[tuple[Throttle, str]]) -> None:
+        self._guard = guard
+        self._pair = pair
+        self._slots = slots
+
+    async def succeeded(self) -> None:
+        """The password was right: give the slots back and remember the client."""
+        await self._guard._succeeded(self._pair, self._slots)
+
+    async def abandon(self) -> None:
+        """No verdict was reached (an error): give the slots back, best effort."""
+        try:
+            await refund(self._guard._redis, self._slots)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not refund a login attempt: %s: %s", type(exc).__name__, exc)

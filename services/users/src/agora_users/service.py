@@ -205,10 +205,15 @@ async def _check_password(
     user: User, password: str, *, passwords: Passwords, guard: LoginGuard, client: str | None
 ) -> None:
     """Confirm the current password, throttled like a login (a stolen token cannot guess)."""
-    await guard.check(email=user.email, client=client)
-    if not await passwords.verify(user.hashed_password, password):
-        await guard.failed(email=user.email, client=client)
+    attempt = await guard.attempt(email=user.email, client=client)
+    try:
+        ok = await passwords.verify(user.hashed_password, password)
+    except BaseException:
+        await attempt.abandon()
+        raise
+    if not ok:
         raise WrongPassword()
+    await attempt.succeeded()
 
 
 async def change_email(

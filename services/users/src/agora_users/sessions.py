@@ -105,23 +105,29 @@ async def login(
     client: str | None,
 ) -> TokenPair:
     """Check the password (throttled, alike for unknown accounts) and start a session."""
-    await guard.check(email=email, client=client)
-    async with uow:
-        found = (
-            await uow.session.execute(
-                sa.select(User.id, User.hashed_password, User.is_active).where(User.email == email)
-            )
-        ).first()
-    # No connection is held while argon2 runs; an unknown address costs the same hash.
-    if found is None or not found.is_active:
-        await passwords.burn(password)
-        ok = False
-    else:
-        ok = await passwords.verify(found.hashed_password, password)
+    # The failure is counted before the hash runs (parallel guesses cannot all get through).
+    attempt = await guard.attempt(email=email, client=client)
+    try:
+        async with uow:
+            found = (
+                await uow.session.execute(
+                    sa.select(User.id, User.hashed_password, User.is_active).where(
+                        User.email == email
+                    )
+                )
+            ).first()
+        # No connection is held while argon2 runs; an unknown address costs the same hash.
+        if found is None or not found.is_active:
+            await passwords.burn(password)
+            ok = False
+        else:
+            ok = await passwords.verify(found.hashed_password, password)
+    except BaseException:
+        await attempt.abandon()
+        raise
     if not ok or found is None:
-        await guard.failed(email=email, client=client)
         raise invalid_grant("The email address or the password is not correct.")
-    await guard.succeeded(email=email)
+    await attempt.succeeded()
     # Parameters raised since this hash was made: upgrade it now that we know the password.
     stale = passwords.needs_rehash(found.hashed_password)
     rehash = await passwords.hash(password) if stale else None

@@ -7,6 +7,8 @@ personal data.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Sequence
 
 from agora_kit.errors import TooManyRequests
 from redis.asyncio import Redis
@@ -23,6 +25,54 @@ if ttl < 0 then
 end
 return {n, ttl}
 """
+
+# Take one slot in every counter, or in none: when any counter is at its limit, refuse with
+# the longest wait. Atomic, so parallel requests cannot all pass a check made before any of
+# them was counted. ARGV holds a limit and a window per key.
+_RESERVE = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n >= tonumber(ARGV[2 * i - 1]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 1 then
+      redis.call('EXPIRE', key, ARGV[2 * i])
+      ttl = tonumber(ARGV[2 * i])
+    end
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[2 * i]) end
+end
+return 0
+"""
+
+# Give slots back (the attempt succeeded or never reached a verdict); never below zero.
+_REFUND = """
+for _, key in ipairs(KEYS) do
+  if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+end
+return 0
+"""
+
+
+def client_subject(client: str | None) -> str:
+    """Return what a client is counted as: its address, or its /64 for IPv6."""
+    if client is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # One host usually holds a whole /64: counting single addresses would be no limit.
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class Throttle:
@@ -64,3 +114,21 @@ class Throttle:
     async def reset(self, subject: str) -> None:
         """Forget ``subject``'s events (a successful login clears its address's failures)."""
         await self._redis.delete(self.key(subject))
+
+
+async def reserve(redis: Redis, slots: Sequence[tuple[Throttle, str]]) -> int | None:
+    """Count one event for each (throttle, subject) at once; return the wait if one is full.
+
+    Nothing is counted when a counter is full, so a refused attempt costs no slot.
+    """
+    keys = [throttle.key(subject) for throttle, subject in slots]
+    limits = [str(v) for throttle, _ in slots for v in (throttle.limit, throttle.window_s)]
+    wait = int(await redis.eval(_RESERVE, len(keys), *keys, *limits))
+    return wait if wait > 0 else None
+
+
+async def refund(redis: Redis, slots: Sequence[tuple[Throttle, str]]) -> None:
+    """Give back the slots ``reserve`` took."""
+    if slots:
+        keys = [throttle.key(subject) for throttle, subject in slots]
+        await redis.eval(_REFUND, len(keys), *keys)

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from agora_kit.context import request_id_var, traceparent_var
 from agora_kit.settings import ServiceSettings
 
 #: Marks the root handler we own, so reconfiguring replaces it instead of stacking another.
 _HANDLER_MARK = "_agora_handler"
+
+
+#: Values that error messages echo: the query argument asyncpg refused, pydantic's
+#: ``input_value``, a bearer or basic credential. Tracebacks carry no local variables at all.
+_ECHOES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(query argument \$\d+: )(?:.*(?= \()|.*)"), r"\1[redacted]"),
+    (re.compile(r"(input_value=)(?:.*(?=, input_type=)|.*)"), r"\1[redacted]"),
+    (re.compile(r"\b((?:bearer|basic)\s+)[^\s'\",;)\]}]+", re.IGNORECASE), r"\1[redacted]"),
+]
+
+
+def scrub_text(text: str) -> str:
+    """Replace the secret values error messages are known to echo with ``[redacted]``."""
+    for pattern, replacement in _ECHOES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def scrub_exception(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Scrub the rendered exception (text or structlog's dict form) and the message."""
+    exception = event_dict.get("exception")
+    if isinstance(exception, str):
+        event_dict["exception"] = scrub_text(exception)
+    elif isinstance(exception, list):
+        for stack in exception:
+            if isinstance(stack, dict) and isinstance(stack.get("exc_value"), str):
+                stack["exc_value"] = scrub_text(stack["exc_value"])
+    event = event_dict.get("event")
+    if isinstance(event, str) and exception is not None:
+        event_dict["event"] = scrub_text(event)
+    return event_dict
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -58,11 +93,17 @@ def configure_logging(settings: ServiceSettings) -> None:
         structlog.stdlib.ExtraAdder(),
     ]
     renderer: structlog.types.Processor
+    # Never a frame's local variables: they hold request bodies (passwords) and headers
+    # (tokens). structlog's dict tracebacks and Rich's console tracebacks show them by default.
     if settings.log_json:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        shared.append(structlog.processors.format_exc_info)
+    shared.append(scrub_exception)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
