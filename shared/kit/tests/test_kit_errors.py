@@ -272,3 +272,28 @@ def test_validation_errors_redact_nested_secrets() -> None:
         "api_token": "[redacted]",
         "nested": [{"password": "[redacted]"}],
     }
+
+
+class _DriverError(Exception):
+    """A driver error carrying a SQLSTATE, as SQLAlchemy's asyncpg adapter raises them."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "down"),
+    [
+        ("57P03", True),  # the database system is starting up (crash recovery)
+        ("57P01", True),  # terminating connection due to administrator command
+        ("57P02", True),  # crash shutdown
+        ("08006", True),  # connection failure
+        ("53300", True),  # too many connections
+        ("23505", False),  # unique violation: a bug or a conflict, not an outage
+        ("40001", False),  # serialization failure
+    ],
+)
+def test_a_restarting_database_is_a_dependency_down(sqlstate: str, down: bool) -> None:
+    exc = sqlalchemy.exc.DBAPIError("INSERT", {}, _DriverError("server says no", sqlstate))
+    assert errors.dependency_down(exc) == ("database" if down else None)

@@ -229,6 +229,20 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+#: SQLSTATEs of a server that is unreachable or restarting: connection exceptions (08),
+#: shutdown, crash and "starting up" (57P01-57P03), too many connections (53300).
+_DOWN_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _sqlstate(orig: BaseException | None) -> str:
+    """The SQLSTATE of a driver error (asyncpg's, as SQLAlchemy's adapter or its cause)."""
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+    return ""
+
+
 def dependency_down(exc: BaseException) -> str | None:
     """Name the dependency when ``exc`` means it is unreachable or too slow, else None."""
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
@@ -242,6 +256,7 @@ def dependency_down(exc: BaseException) -> str | None:
             or isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
             or isinstance(orig, OSError | TimeoutError)
             or type(orig).__name__ in {"CannotConnectNowError", "TooManyConnectionsError"}
+            or _sqlstate(orig).startswith(_DOWN_SQLSTATE_PREFIXES)
         ):
             return "database"
         return None
