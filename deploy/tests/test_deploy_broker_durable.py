@@ -15,7 +15,12 @@ import pytest
 from agora_deploy.launchers.kafka import DurableBroker, start_durable_kafka, start_kafka
 from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.launchers.retention import NS, BatchObject, expired, list_objects, sweep
-from agora_deploy.launchers.storage import StoragePorts, bucket_ready, load_credentials
+from agora_deploy.launchers.storage import (
+    SOCKET_DIR,
+    StoragePorts,
+    bucket_ready,
+    load_credentials,
+)
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -158,6 +163,9 @@ def test_storage_keeps_its_keys_and_ports(tmp_path: Path) -> None:
     finally:
         broker.stop()
     assert not broker.health()
+    # weed's per-port Unix sockets in /tmp go with it.
+    left = [p for p in SOCKET_DIR.glob("seaweedfs-*.sock") if p.stem.endswith(str(ports.s3))]
+    assert left == []
 
 
 def test_memory_broker_still_available(tmp_path: Path) -> None:
@@ -241,3 +249,23 @@ async def test_retention_sweep_on_a_live_broker(durable: DurableBroker) -> None:
     again = await asyncio.to_thread(sweep, endpoint, default_retention_ms=3_600_000)
     assert again.deleted_objects == 0
     assert again.log_start == report.log_start
+
+
+@pytest.mark.asyncio
+async def test_broker_rides_out_a_storage_restart(durable: DurableBroker) -> None:
+    topic = await _create_topic(durable.bootstrap, 2)
+    before = [f"before-{i:03d}".encode() for i in range(50)]
+    await _produce(durable.bootstrap, topic, before)
+
+    # Only the storage dies: produce fails (the relay retries), Tansu itself stays up.
+    _kill(durable.storage.process)
+    assert durable.broker.health()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - aiokafka raises several kinds
+        await asyncio.wait_for(_produce(durable.bootstrap, topic, [b"lost-0"]), 20)
+
+    # Restarting the storage alone is enough: the same broker process serves again.
+    durable.storage.restart()
+    after = [f"after-{i:03d}".encode() for i in range(50)]
+    await _produce(durable.bootstrap, topic, after)
+    got = await _consume(durable.bootstrap, topic, "g-storage", 100, 2)
+    assert sorted(got) == sorted(before + after)

@@ -51,6 +51,8 @@ VOLUME_SIZE_LIMIT_MB = 64
 VACUUM_INTERVAL_S = 120
 CREDENTIALS_FILE = "s3.json"
 PORTS_FILE = "ports.json"
+#: weed puts a Unix socket per component here, named after the component's port.
+SOCKET_DIR = Path("/tmp")  # noqa: S108 - weed's own fixed choice, not ours
 
 
 def weed_binary() -> Path:
@@ -273,12 +275,22 @@ class Storage:
     def restart(self, timeout: float = 30.0) -> None:
         """Start the same process again (same dir, ports and keys) and wait for the bucket."""
         self.wait_ports_free()
+        remove_sockets(self.ports)
         self.process.start()
         self.process.wait_healthy(self.health, timeout=timeout)
 
     def stop(self) -> None:
         """Stop SeaweedFS (SIGTERM lets it flush its filer store and volume indexes)."""
         self.process.stop(timeout=10)
+        remove_sockets(self.ports)
+
+
+def remove_sockets(ports: StoragePorts, folder: Path = SOCKET_DIR) -> None:
+    """Delete the Unix sockets weed leaves in /tmp for these ports (a kill leaves all of them)."""
+    wanted = {str(p) for p in ports.all()}
+    for path in folder.glob("seaweedfs-*.sock"):
+        if path.stem.rsplit("-", 1)[-1] in wanted and path.is_socket():
+            path.unlink(missing_ok=True)
 
 
 def wait_ports_free(name: str, ports: list[int], timeout: float = 15.0) -> None:
@@ -338,6 +350,7 @@ def start_storage(
     """Start SeaweedFS on ``ports`` with its state in ``data_dir``; wait for the bucket."""
     for port in ports.all():
         ensure_port_free("storage", HOST, port)
+    remove_sockets(ports)  # stale ones from a killed run on the same ports
     (data_dir / "master").mkdir(parents=True, exist_ok=True)
     access, secret = load_credentials(data_dir)
     endpoint = S3Endpoint(f"http://{HOST}:{ports.s3}", BUCKET, access, secret)
