@@ -14,7 +14,7 @@ import pytest
 from agora_deploy.launchers.process import pid_alive
 from agora_deploy.testing import run_agora
 
-NAMES = {"postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway"}
+NAMES = {"postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway", "storage"}
 STATES = {"running", "starting", "restarting", "stopped", "failed", "external"}
 
 
@@ -49,13 +49,17 @@ def test_up_status_down(tmp_path: Path) -> None:
         doc = json.loads(status.stdout)
         components = _check_shape(doc)
         by_name = {c["name"]: c for c in components}
-        assert set(by_name) == {"postgres", "redis", "kafka", "mail"}
+        assert set(by_name) == {"postgres", "redis", "kafka", "mail", "storage"}
+        assert by_name["kafka"]["storage"] == "s3"
         assert all(c["state"] == "running" for c in components)
         assert str(by_name["postgres"]["url"]).startswith("postgresql://postgres@127.0.0.1:")
         assert str(by_name["redis"]["url"]).startswith("redis://127.0.0.1:")
         assert str(by_name["kafka"]["url"]).startswith("127.0.0.1:")
         assert str(by_name["mail"]["smtp_url"]).startswith("smtp://127.0.0.1:")
-        # stack.json holds the same document.
+        # stack.json holds the same document; status adds the broker storage's disk use.
+        disk = by_name["storage"].pop("disk_bytes")
+        assert isinstance(disk, int)
+        assert disk > 0
         assert json.loads((home / "stack.json").read_text()) == doc
         mail = httpx.get(f"{by_name['mail']['url']}/api/v1/messages", timeout=5)
         assert mail.status_code == 200

@@ -128,7 +128,7 @@ def test_processes_die_with_the_run_that_started_them(tmp_path: Path) -> None:
         assert child.stdout is not None
         line = child.stdout.readline()
         pids = [int(p) for p in line.split()]
-        assert len(pids) == 3
+        assert len(pids) == 4  # postgres, redis, kafka and its storage
         assert all(pid_alive(p) for p in pids)
     finally:
         os.kill(child.pid, signal.SIGKILL)
@@ -145,7 +145,7 @@ def test_infra_stop_leaves_nothing(tmp_path: Path) -> None:
         infra.start_redis()
         infra.start_kafka()
         pids = [c.pid for c in infra.ordered() if c.pid is not None]
-        assert len(pids) == 3
+        assert len(pids) == 4  # postgres, redis, kafka and its storage
     finally:
         infra.stop()
     assert all(_wait_gone(p) for p in pids)

@@ -234,6 +234,9 @@ def status(
 ) -> None:
     """Show what runs where, with each service's outbox backlog and consumer lag."""
     components = read_stack(default_state_dir())
+    for comp in components:
+        if comp.name == "storage" and comp.text("data_dir"):
+            comp.extra["disk_bytes"] = _disk_bytes(Path(comp.text("data_dir")))
     if not no_metrics:
         from agora_deploy.observe import service_gauges
 
@@ -247,6 +250,11 @@ def status(
         console.print("Agora is not running (no .agora/stack.json). Start it with `make run`.")
         return
     console.print(components_table(components))
+
+
+def _disk_bytes(folder: Path) -> int:
+    """Bytes the files under ``folder`` take."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 events_app = typer.Typer(help="Watch the event topics.", no_args_is_help=True)

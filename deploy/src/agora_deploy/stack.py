@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agora_deploy.launchers.kafka import Broker, start_kafka
+from agora_deploy.launchers.kafka import Broker, DurableBroker, start_durable_kafka, start_kafka
 from agora_deploy.launchers.mail import MailSinkProcess, start_mail
 from agora_deploy.launchers.postgres import PostgresServer, pg_bin_dir, start_postgres
 from agora_deploy.launchers.process import (
@@ -25,7 +25,11 @@ from agora_deploy.launchers.redis import start_redis
 from agora_deploy.services import REPO_ROOT
 
 State = Literal["running", "starting", "restarting", "stopped", "failed", "external"]
-COMPONENT_ORDER = ("postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway")
+COMPONENT_ORDER = (
+    "postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway", "storage",
+)  # fmt: skip
+#: ``AGORA_BROKER_STORAGE=memory`` runs the broker without durable storage (fast, loses its log).
+BROKER_STORAGE_ENV = "AGORA_BROKER_STORAGE"
 
 
 @dataclass
@@ -150,6 +154,7 @@ class Infra:
         self.postgres: PostgresServer | None = None
         self.redis: ManagedProcess | None = None
         self.broker: Broker | None = None
+        self.durable_broker: DurableBroker | None = None
         self.mail: MailSinkProcess | None = None
         self._processes: list[tuple[str, ManagedProcess]] = []
 
@@ -218,15 +223,36 @@ class Infra:
             info = ComponentInfo("kafka", external, None, "external")
             self._record(info)
             return info
-        self.broker = start_kafka(
-            self.log_dir / "kafka.log", port=free_port(), die_with_parent=self.die_with_parent
-        )
+        if self.env.get(BROKER_STORAGE_ENV, "s3") == "memory":
+            self.broker = start_kafka(
+                self.log_dir / "kafka.log", port=free_port(), die_with_parent=self.die_with_parent
+            )
+            storage = "memory"
+        else:
+            durable = start_durable_kafka(
+                self.state_dir / "kafka",
+                self.log_dir,
+                port=free_port(),
+                die_with_parent=self.die_with_parent,
+            )
+            self.durable_broker, self.broker = durable, durable.broker
+            self._record(
+                ComponentInfo(
+                    "storage",
+                    durable.storage.endpoint.url,
+                    durable.storage.process.pid,
+                    "running",
+                    {"for": "kafka", "data_dir": str(durable.storage.data_dir)},
+                ),
+                durable.storage.process,
+            )
+            storage = "s3"
         info = ComponentInfo(
             "kafka",
             self.broker.bootstrap,
             self.broker.pid,
             "running",
-            {"flavour": "tansu", "enable_idempotence": "false"},
+            {"flavour": "tansu", "enable_idempotence": "false", "storage": storage},
         )
         self._record(info, self.broker.process)
         return info
@@ -286,6 +312,8 @@ class Infra:
         for name, process in reversed(self._processes):
             if name == "kafka" and self.broker is not None:
                 self.broker.stop()
+            elif name == "storage" and self.durable_broker is not None:
+                self.durable_broker.storage.stop()
             else:
                 process.stop(timeout=15)
             if name in self.components:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from agora_deploy.launchers.kafka import DurableBroker
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, pid_alive, port_is_open
 from agora_deploy.stack import ComponentInfo, Infra
 
@@ -47,6 +49,9 @@ LIVENESS_FAILURES = 6
 PORT_WAIT_S = 30.0
 TICK_S = 0.25
 SUPERVISOR_FILE = "supervisor.json"
+#: How often the embedded broker's retention (time and size) is applied.
+RETENTION_EVERY_S = 300.0
+logger = logging.getLogger("agora.supervisor")
 CONTROL_DIR = "control"
 
 
@@ -283,6 +288,8 @@ def serve(
             on_ready(infra)
         if exit_with_pid is not None:
             _watch_pid(exit_with_pid, stop)
+        if infra.durable_broker is not None:
+            _sweep_retention(infra.durable_broker, stop)
         supervisor.run(stop)
     finally:
         current = read_supervisor_state(infra.state_dir)
@@ -292,6 +299,21 @@ def serve(
         infra.write()
         if current is None or current.state != "failed":
             write_supervisor_state(infra.state_dir, SupervisorState(me, "stopped"))
+
+
+def _sweep_retention(broker: DurableBroker, stop: threading.Event) -> None:
+    """Apply the broker's retention every few minutes (its storage does not on its own)."""
+
+    def sweep() -> None:
+        while not stop.wait(RETENTION_EVERY_S):
+            try:
+                report = broker.sweep()
+            except Exception as exc:  # a sweep that fails is tried again next time
+                logger.warning("retention sweep failed: %s", exc)
+            else:
+                logger.info("retention sweep: %s", report)
+
+    threading.Thread(target=sweep, name="retention", daemon=True).start()
 
 
 def _watch_pid(pid: int, stop: threading.Event) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 import uuid
@@ -154,6 +155,14 @@ class Stack:
         return database_url(self.component("postgres").url, database, driver="postgresql")
 
 
+def _title(resp: httpx.Response) -> str:
+    """The problem title of an error response (its first bytes when it is not JSON)."""
+    try:
+        return str(resp.json().get("title", ""))
+    except ValueError:
+        return resp.text[:60]
+
+
 def _retryable(resp: httpx.Response) -> bool:
     """What a well-behaved client retries: 429/502/503/504, and 409 with Retry-After."""
     if resp.status_code == 409:
@@ -208,7 +217,7 @@ class Load:
         )
         if resp is None or resp.status_code not in (201, 409):
             self.failed += 1
-            detail = "gave up" if resp is None else f"{resp.status_code} {resp.text[:200]}"
+            detail = "gave up" if resp is None else f"{resp.status_code} {_title(resp)}"
             self.errors[f"register: {detail}"] += 1
             return
         if not with_item:
@@ -396,7 +405,7 @@ async def run_scenario(
     after: Fault | None = None,
 ) -> Result:
     """Load, a fault mid-burst, drain, reconcile."""
-    tag = f"{name.replace(' ', '-')[:24]}-{uuid.uuid4().hex[:6]}".lower()
+    tag = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:24]}-{uuid.uuid4().hex[:6]}"
     load = Load(stack, tag)
     load_task = asyncio.create_task(load.run(count, rate, item_every=item_every))
     await asyncio.sleep(fault_after_s)

@@ -76,6 +76,8 @@ class ManagedProcess:
     ports: tuple[int, ...] = ()
     #: A supervisor's periodic probe of a running process (False: wedged, restart it).
     liveness: Callable[[], bool] | None = None
+    #: Runs before every start (a restart too): e.g. remove a killed run's stale sockets.
+    pre_start: Callable[[], None] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -87,6 +89,8 @@ class ManagedProcess:
         """Spawn the process (it gets its own session and process group)."""
         if not Path(self.argv[0]).exists():
             raise LaunchError(f"{self.name}: binary not found: {self.argv[0]}")
+        if self.pre_start is not None:
+            self.pre_start()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
