@@ -830,3 +830,25 @@ async def test_a_message_that_cannot_be_stored_gets_451_not_250(
             await _send_to(sink.smtp_port, "lost")
         assert refused.value.code == 451
         assert len(sink.store) == 0
+
+
+def test_a_reopened_mailbox_serves_the_same_json_without_decoding_again(tmp_path: Path) -> None:
+    msg = make_message(subject="Résumé ✓", message_id=f"{uid()}@agora.test")
+    msg["Cc"] = "Bob <bob@example.test>"
+    msg["Reply-To"] = "help@agora.test"
+    msg["Date"] = "Mon, 07 Dec 2026 10:00:00 +0100"
+    msg.add_attachment(b"\x00\x01binary", maintype="application", subtype="octet-stream")
+    store = MailStore(data_dir=tmp_path / "mail")
+    stored = store.add(bytes(msg), envelope_from="a@b.test", envelope_recipients=["x@y.test"])
+    store.mark_read([stored.id], read=True)
+    before = (stored.summary_json(), stored.detail_json(), stored.raw)
+    store.close()
+    reopened = MailStore(data_dir=tmp_path / "mail")
+    try:
+        loaded = reopened.get(stored.id)
+        assert loaded is not None
+        assert loaded.decoded is not None  # read back from disk, not decoded again
+        assert (loaded.summary_json(), loaded.detail_json(), loaded.raw) == before
+        assert loaded.detail_json()["Attachments"] != []
+    finally:
+        reopened.close()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from agora_deploy.mailsink.mime import Address, Parsed, Part
+
+log = logging.getLogger("agora_deploy.mailsink")
 
 FILE_NAME = "mailbox.sqlite3"
 
@@ -20,7 +27,10 @@ CREATE TABLE IF NOT EXISTS messages (
     envelope_recipients TEXT NOT NULL,
     username TEXT NOT NULL,
     read INTEGER NOT NULL DEFAULT 0,
-    raw BLOB NOT NULL
+    raw BLOB NOT NULL,
+    -- The decoded message as JSON: decoding with the email package costs milliseconds per
+    -- message, far too long to redo for a whole mailbox at start.
+    decoded TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -44,6 +54,8 @@ class Row:
     username: str
     read: bool
     raw: bytes
+    #: None when it was not stored or cannot be read back: then it is decoded from ``raw``.
+    decoded: Parsed | None = None
 
 
 class MailboxFile:
@@ -87,10 +99,10 @@ class MailboxFile:
     def rows(self) -> Iterator[Row]:
         """Every stored message, oldest first."""
         cursor = self._db.execute(
-            "SELECT id, created_at, envelope_from, envelope_recipients, username, read, raw"
-            " FROM messages ORDER BY seq"
+            "SELECT id, created_at, envelope_from, envelope_recipients, username, read, raw,"
+            " decoded FROM messages ORDER BY seq"
         )
-        for message_id, created, sender, recipients, username, read, raw in cursor:
+        for message_id, created, sender, recipients, username, read, raw, decoded in cursor:
             yield Row(
                 id=message_id,
                 created_at=datetime.fromisoformat(created),
@@ -99,6 +111,7 @@ class MailboxFile:
                 username=username,
                 read=bool(read),
                 raw=bytes(raw),
+                decoded=_decoded_or_none(decoded),
             )
 
     def evicted(self) -> int:
@@ -110,9 +123,8 @@ class MailboxFile:
         """Store one message and drop the ``evict`` ones, counted, in one transaction."""
         with self._db:
             self._db.execute(
-                "INSERT INTO messages"
-                " (id, created_at, envelope_from, envelope_recipients, username, read, raw)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (id, created_at, envelope_from, envelope_recipients,"
+                " username, read, raw, decoded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.id,
                     row.created_at.isoformat(),
@@ -121,6 +133,7 @@ class MailboxFile:
                     row.username,
                     int(row.read),
                     row.raw,
+                    None if row.decoded is None else json.dumps(_parsed_json(row.decoded)),
                 ),
             )
             self._evict(evict)
@@ -157,3 +170,82 @@ class MailboxFile:
         self._db.execute(
             "UPDATE counters SET value = value + ? WHERE name = 'evicted'", (len(ids),)
         )
+
+
+def _parsed_json(p: Parsed) -> dict[str, Any]:
+    def addresses(items: Sequence[Address]) -> list[list[str]]:
+        return [[a.name, a.address] for a in items]
+
+    def parts(items: Sequence[Part]) -> list[list[str]]:
+        return [
+            [
+                x.part_id,
+                x.file_name,
+                x.content_type,
+                x.content_id,
+                x.disposition,
+                base64.b64encode(x.content).decode("ascii"),
+            ]
+            for x in items
+        ]
+
+    return {
+        "message_id": p.message_id,
+        "sender": None if p.sender is None else [p.sender.name, p.sender.address],
+        "to": addresses(p.to),
+        "cc": addresses(p.cc),
+        "bcc": addresses(p.bcc),
+        "reply_to": addresses(p.reply_to),
+        "return_path": p.return_path,
+        "subject": p.subject,
+        "date": None if p.date is None else p.date.isoformat(),
+        "text": p.text,
+        "html": p.html,
+        "inline": parts(p.inline),
+        "attachments": parts(p.attachments),
+    }
+
+
+def _parsed_from_json(d: dict[str, Any]) -> Parsed:
+    def addresses(items: list[list[str]]) -> tuple[Address, ...]:
+        return tuple(Address(name=n, address=a) for n, a in items)
+
+    def parts(items: list[list[str]]) -> tuple[Part, ...]:
+        return tuple(
+            Part(
+                part_id=i,
+                file_name=f,
+                content_type=t,
+                content_id=c,
+                disposition=disp,
+                content=base64.b64decode(data),
+            )
+            for i, f, t, c, disp, data in items
+        )
+
+    sender = d["sender"]
+    return Parsed(
+        message_id=d["message_id"],
+        sender=None if sender is None else Address(name=sender[0], address=sender[1]),
+        to=addresses(d["to"]),
+        cc=addresses(d["cc"]),
+        bcc=addresses(d["bcc"]),
+        reply_to=addresses(d["reply_to"]),
+        return_path=d["return_path"],
+        subject=d["subject"],
+        date=None if d["date"] is None else datetime.fromisoformat(d["date"]),
+        text=d["text"],
+        html=d["html"],
+        inline=parts(d["inline"]),
+        attachments=parts(d["attachments"]),
+    )
+
+
+def _decoded_or_none(text: str | None) -> Parsed | None:
+    if text is None:
+        return None
+    try:
+        return _parsed_from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        log.warning("a stored message's decoded form is unreadable; decoding it again")
+        return None

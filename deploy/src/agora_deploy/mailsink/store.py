@@ -180,6 +180,7 @@ class MailStore:
                 envelope_recipients=row.envelope_recipients,
                 username=row.username,
                 read=row.read,
+                decoded=row.decoded,
             )
         self._evicted = file.evicted()
         # A bound lowered since the last run applies at once.
@@ -250,6 +251,7 @@ class MailStore:
                     username=message.username,
                     read=message.read,
                     raw=message.raw,
+                    decoded=message.decoded,
                 ),
                 evict=evict,
             )
