@@ -63,6 +63,9 @@ def test_up_status_down(tmp_path: Path) -> None:
         assert json.loads((home / "stack.json").read_text()) == doc
         mail = httpx.get(f"{by_name['mail']['url']}/api/v1/messages", timeout=5)
         assert mail.status_code == 200
+        # The sink keeps its mailbox in the stack's state folder, across restarts.
+        info = httpx.get(f"{by_name['mail']['url']}/api/v1/info", timeout=5).json()
+        assert info["Database"] == str(home / "mail" / "mailbox.sqlite3")
         # A second `up` while one runs says so and starts nothing.
         again = _agora(home, "up", "--detach", "--services", "none")
         assert again.returncode == 1

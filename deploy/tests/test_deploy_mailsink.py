@@ -8,17 +8,22 @@ import json
 import re
 import signal
 import socket
+import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import httpx
 import pytest
 import pytest_asyncio
+from agora_deploy.launchers.mail import start_mail
+from agora_deploy.launchers.process import free_port
 from agora_deploy.mailsink import MailSink, MailSinkConfig, MailStore
+from agora_deploy.mailsink.disk import MailboxFile, MailboxLockedError
 from agora_deploy.mailsink.mime import header_map
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -700,3 +705,150 @@ def test_any_message_is_stored_and_readable(
     assert store.get(message.id) is message
     delivered = {a.address.lower() for a in message.addresses("to", "cc", "bcc")}
     assert {r.lower() for r in recipients} <= delivered
+
+
+# --- the mailbox on disk (--data-dir) ---------------------------------------------------------
+
+
+async def _send_to(port: int, subject: str) -> str:
+    """Deliver one message over SMTP; return the ID from the sink's 250 reply."""
+    _, reply = await aiosmtplib.send(
+        make_message(subject=subject), hostname="127.0.0.1", port=port, timeout=5.0
+    )
+    match = re.search(r"queued as (\S+)", reply)
+    assert match is not None, reply
+    return match[1]
+
+
+@pytest.mark.asyncio
+async def test_acknowledged_messages_survive_a_sigkill_of_the_sink(tmp_path: Path) -> None:
+    data_dir = tmp_path / "mail"
+    first = start_mail(
+        tmp_path / "mail.log",
+        smtp_port=free_port(),
+        http_port=free_port(),
+        die_with_parent=True,
+        data_dir=data_dir,
+    )
+    token = uid()
+    try:
+        acknowledged = [await _send_to(first.smtp_port, f"{token} 0")]
+        async with httpx.AsyncClient(base_url=first.api_url, timeout=5.0) as api:
+            opened = await _json(api.get(f"/api/v1/message/{acknowledged[0]}"))
+            assert opened["Subject"] == f"{token} 0"
+        acknowledged += await asyncio.gather(
+            *(_send_to(first.smtp_port, f"{token} {n}") for n in range(1, 40))
+        )
+        # Killed the moment the last 250 came back: no clean shutdown, no chance to flush.
+        assert first.process.proc is not None
+        first.process.proc.send_signal(signal.SIGKILL)
+        first.process.proc.wait(timeout=DEADLINE)
+    finally:
+        first.stop()
+    second = start_mail(
+        tmp_path / "mail.log",
+        smtp_port=free_port(),
+        http_port=free_port(),
+        die_with_parent=True,
+        data_dir=data_dir,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=second.api_url, timeout=5.0) as api:
+            listing = await messages(api, limit=100)
+            assert {m["ID"] for m in listing["messages"]} == set(acknowledged)
+            assert listing["unread"] == len(acknowledged) - 1
+            restored = await _json(api.get(f"/api/v1/message/{acknowledged[-1]}"))
+            assert restored["Subject"] == f"{token} 39"
+            assert "Plain body of" in restored["Text"]
+            info = await _json(api.get("/api/v1/info"))
+            assert info["Database"] == str(data_dir / "mailbox.sqlite3")
+            # The sink still takes mail after the restart.
+            await _send_to(second.smtp_port, f"{token} after")
+            await wait_total(api, len(acknowledged) + 1)
+    finally:
+        second.stop()
+
+
+@pytest.mark.asyncio
+async def test_eviction_beyond_the_bound_is_counted_across_restarts(tmp_path: Path) -> None:
+    token = uid()
+    config = MailSinkConfig(max_messages=3, data_dir=tmp_path / "mail")
+    async with MailSink(config) as small, httpx.AsyncClient(base_url=small.api_url) as api:
+        for n in range(5):
+            await _send_to(small.smtp_port, f"{token} {n}")
+        info = await _json(api.get("/api/v1/info"))
+        assert (info["Messages"], info["MaxMessages"], info["Evicted"]) == (3, 3, 2)
+    async with MailSink(config) as again, httpx.AsyncClient(base_url=again.api_url) as api:
+        listing = await messages(api)
+        assert [m["Subject"] for m in listing["messages"]] == [f"{token} {n}" for n in (4, 3, 2)]
+        assert (await _json(api.get("/api/v1/info")))["Evicted"] == 2
+        # Deleting on request is not eviction.
+        assert (await api.request("DELETE", "/api/v1/messages", json={})).status_code == 200
+        assert (await _json(api.get("/api/v1/info")))["Evicted"] == 2
+    smaller = MailSinkConfig(max_messages=1, data_dir=tmp_path / "mail")
+    async with MailSink(config) as refill:
+        for n in range(3):
+            await _send_to(refill.smtp_port, f"{token} refill {n}")
+    async with MailSink(smaller) as lowered, httpx.AsyncClient(base_url=lowered.api_url) as api:
+        info = await _json(api.get("/api/v1/info"))
+        # A lowered bound applies at start: two more evicted, counted with the earlier two.
+        assert (info["Messages"], info["Evicted"]) == (1, 4)
+
+
+@pytest.mark.asyncio
+async def test_memory_only_sink_counts_evictions_too() -> None:
+    async with (
+        MailSink(MailSinkConfig(max_messages=2)) as sink,
+        httpx.AsyncClient(base_url=sink.api_url) as api,
+    ):
+        for n in range(3):
+            await _send_to(sink.smtp_port, f"{uid()} {n}")
+        info = await _json(api.get("/api/v1/info"))
+        assert (info["Database"], info["Messages"], info["Evicted"]) == ("memory", 2, 1)
+
+
+def test_a_second_sink_cannot_serve_the_same_data_dir(tmp_path: Path) -> None:
+    store = MailStore(data_dir=tmp_path / "mail")
+    try:
+        with pytest.raises(MailboxLockedError):
+            MailStore(data_dir=tmp_path / "mail")
+    finally:
+        store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_message_that_cannot_be_stored_gets_451_not_250(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with MailSink(MailSinkConfig(data_dir=tmp_path / "mail")) as sink:
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(MailboxFile, "add", disk_full)
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await _send_to(sink.smtp_port, "lost")
+        assert refused.value.code == 451
+        assert len(sink.store) == 0
+
+
+def test_a_reopened_mailbox_serves_the_same_json_without_decoding_again(tmp_path: Path) -> None:
+    msg = make_message(subject="Résumé ✓", message_id=f"{uid()}@agora.test")
+    msg["Cc"] = "Bob <bob@example.test>"
+    msg["Reply-To"] = "help@agora.test"
+    msg["Date"] = "Mon, 07 Dec 2026 10:00:00 +0100"
+    msg.add_attachment(b"\x00\x01binary", maintype="application", subtype="octet-stream")
+    store = MailStore(data_dir=tmp_path / "mail")
+    stored = store.add(bytes(msg), envelope_from="a@b.test", envelope_recipients=["x@y.test"])
+    store.mark_read([stored.id], read=True)
+    before = (stored.summary_json(), stored.detail_json(), stored.raw)
+    store.close()
+    reopened = MailStore(data_dir=tmp_path / "mail")
+    try:
+        loaded = reopened.get(stored.id)
+        assert loaded is not None
+        assert loaded.decoded is not None  # read back from disk, not decoded again
+        assert (loaded.summary_json(), loaded.detail_json(), loaded.raw) == before
+        assert loaded.detail_json()["Attachments"] != []
+    finally:
+        reopened.close()

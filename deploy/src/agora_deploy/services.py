@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from agora_deploy.launchers.process import LaunchError
+
+#: The command that installs every package of the workspace.
+INSTALL_HINT = "`make install` (or `uv sync --all-packages`)"
 
 #: The repository root (deploy/src/agora_deploy/services.py -> repo).
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -32,6 +38,11 @@ class ServiceSpec:
     def path(self) -> Path:
         """Absolute path of the service's project folder."""
         return REPO_ROOT / self.project_dir
+
+    @property
+    def package(self) -> str:
+        """The service's distribution name (``agora-users``)."""
+        return f"agora-{self.name}"
 
     @property
     def module(self) -> str:
@@ -74,3 +85,33 @@ REGISTRY: tuple[ServiceSpec, ...] = (
 def available_services() -> list[ServiceSpec]:
     """The registered services whose packages are installed (they join as they arrive)."""
     return [spec for spec in REGISTRY if spec.installed()]
+
+
+def missing_services() -> list[ServiceSpec]:
+    """The registered services whose packages are not installed."""
+    return [spec for spec in REGISTRY if not spec.installed()]
+
+
+def selected_services(names: Sequence[str] | None) -> list[ServiceSpec]:
+    """The services a run starts: all registered ones (None) or the named subset.
+
+    Fails before anything starts when a service it needs is not installed, rather than bringing
+    up the infrastructure with no service and no word.
+    """
+    if names is None:
+        wanted = list(REGISTRY)
+    else:
+        known = {spec.name for spec in REGISTRY}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise LaunchError(
+                f"unknown service(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        wanted = [spec for spec in REGISTRY if spec.name in names]
+    missing = [spec for spec in wanted if not spec.installed()]
+    if missing:
+        packages = ", ".join(spec.package for spec in missing)
+        raise LaunchError(
+            f"service package(s) not installed: {packages}; install them with {INSTALL_HINT}"
+        )
+    return wanted

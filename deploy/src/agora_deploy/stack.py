@@ -272,6 +272,7 @@ class Infra:
             smtp_port=free_port(),
             http_port=free_port(),
             die_with_parent=self.die_with_parent,
+            data_dir=self.state_dir / "mail",
         )
         info = ComponentInfo(
             "mail",

@@ -18,7 +18,7 @@ from agora_kit.settings import ServiceSettings
 
 from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
-from agora_deploy.services import ServiceSpec, available_services
+from agora_deploy.services import ServiceSpec, available_services, selected_services
 from agora_deploy.stack import ComponentInfo, Infra, database_url
 
 HOST = "127.0.0.1"
@@ -51,14 +51,8 @@ class UpOptions:
         )
 
     def selected(self) -> list[ServiceSpec]:
-        """The services this run starts."""
-        installed = available_services()
-        if self.services is None:
-            return installed
-        unknown = set(self.services) - {spec.name for spec in installed}
-        if unknown:
-            raise LaunchError(f"unknown or uninstalled service(s): {', '.join(sorted(unknown))}")
-        return [spec for spec in installed if spec.name in self.services]
+        """The services this run starts (LaunchError names any that is not installed)."""
+        return selected_services(self.services)
 
 
 def all_topics() -> list[str]:

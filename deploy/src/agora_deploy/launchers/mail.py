@@ -44,15 +44,25 @@ def _live(http_port: int) -> bool:
 
 
 def start_mail(
-    log_path: Path, *, smtp_port: int, http_port: int, die_with_parent: bool = False
+    log_path: Path,
+    *,
+    smtp_port: int,
+    http_port: int,
+    die_with_parent: bool = False,
+    data_dir: Path | None = None,
 ) -> MailSinkProcess:
-    """Start ``python -m agora_deploy.mailsink`` on the given ports."""
+    """Start ``python -m agora_deploy.mailsink`` on the given ports.
+
+    With ``data_dir`` the mailbox is kept there across restarts; None keeps it in memory.
+    """
     ensure_port_free("mail (smtp)", HOST, smtp_port)
     ensure_port_free("mail (http)", HOST, http_port)
     argv = [
         sys.executable, "-m", "agora_deploy.mailsink",
         "--host", HOST, "--smtp-port", str(smtp_port), "--http-port", str(http_port),
     ]  # fmt: skip
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
     process = ManagedProcess("mail", argv, log_path, die_with_parent=die_with_parent)
     process.health = lambda: _live(http_port)
     process.ports = (smtp_port, http_port)

@@ -1,4 +1,4 @@
-"""An in-memory SMTP sink that serves Mailpit's HTTP API, for `make run` and the tests."""
+"""An SMTP sink that serves Mailpit's HTTP API, for `make run` and the tests."""
 
 from agora_deploy.mailsink.chaos import Chaos, ChaosError, Trigger
 from agora_deploy.mailsink.mime import Address

@@ -1,4 +1,7 @@
-"""Run the mail sink: python -m agora_deploy.mailsink --host H --smtp-port P --http-port Q."""
+"""Run the mail sink: python -m agora_deploy.mailsink --host H --smtp-port P --http-port Q.
+
+With ``--data-dir DIR`` the mailbox lives in DIR/mailbox.sqlite3 and survives restarts.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,12 @@ import argparse
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from agora_deploy.mailsink.disk import MailboxLockedError
 from agora_deploy.mailsink.server import DEFAULT_MAX_MESSAGE_BYTES, MailSink, MailSinkConfig
 from agora_deploy.mailsink.store import DEFAULT_MAX_MESSAGES
 
@@ -19,7 +25,7 @@ def parse_args(argv: Sequence[str] | None = None) -> MailSinkConfig:
     """Read the command line into a MailSinkConfig."""
     parser = argparse.ArgumentParser(
         prog="python -m agora_deploy.mailsink",
-        description="In-memory SMTP sink serving Mailpit's HTTP API.",
+        description="SMTP sink serving Mailpit's HTTP API (in memory, or on disk with --data-dir).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address for both servers")
     parser.add_argument("--smtp-port", type=int, default=1025, help="SMTP port (0: pick one)")
@@ -28,7 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> MailSinkConfig:
         "--max-messages",
         type=int,
         default=DEFAULT_MAX_MESSAGES,
-        help="messages kept; the oldest are dropped beyond this",
+        help="messages kept; the oldest are evicted (and counted) beyond this",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the mailbox in this folder across restarts (default: memory only)",
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -57,6 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> MailSinkConfig:
         http_port=args.http_port,
         max_messages=args.max_messages,
         max_message_bytes=args.max_message_bytes,
+        data_dir=args.data_dir,
     )
 
 
@@ -83,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     try:
         asyncio.run(serve(config))
-    except OSError as exc:
+    except (OSError, MailboxLockedError, sqlite3.DatabaseError) as exc:
         log.error("mail sink could not start: %s", exc)
         return 1
     return 0

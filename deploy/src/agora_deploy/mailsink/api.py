@@ -41,11 +41,14 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             {
                 "Version": VERSION,
                 "LatestVersion": "",
-                "Database": "memory",
+                "Database": store.database,
                 "DatabaseSize": sum(m.size for m in store.newest_first()),
                 "Messages": len(store),
                 "Unread": store.unread,
                 "Tags": {},
+                # Ours, not Mailpit's: the bound and how many messages it ever pushed out.
+                "MaxMessages": store.max_messages,
+                "Evicted": store.evicted,
                 "RuntimeStats": {
                     "Uptime": int(uptime),
                     "MessagesDeleted": counters.messages_deleted,
@@ -105,7 +108,7 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
         message = store.get(request.path_params["id"])
         if message is None:
             return _not_found()
-        message.read = True
+        store.mark_read([message.id], read=True)
         return JSONResponse(message.detail_json())
 
     async def get_headers(request: Request) -> Response:

@@ -8,6 +8,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
@@ -26,7 +27,10 @@ _SHUTDOWN_TIMEOUT = 5.0
 
 @dataclass(frozen=True, slots=True)
 class MailSinkConfig:
-    """Where the sink listens and how much it keeps; port 0 picks a free port."""
+    """Where the sink listens and how much it keeps; port 0 picks a free port.
+
+    ``data_dir`` keeps the mailbox on disk across restarts; None keeps it in memory only.
+    """
 
     host: str = "127.0.0.1"
     smtp_port: int = 0
@@ -34,6 +38,7 @@ class MailSinkConfig:
     max_messages: int = DEFAULT_MAX_MESSAGES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     smtp_hostname: str | None = None
+    data_dir: Path | None = None
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -46,11 +51,11 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class MailSink:
-    """A Mailpit stand-in: an in-memory SMTP sink with Mailpit's HTTP API."""
+    """A Mailpit stand-in: an SMTP sink with Mailpit's HTTP API, in memory or on disk."""
 
     def __init__(self, config: MailSinkConfig | None = None) -> None:
         self.config = config or MailSinkConfig()
-        self.store = MailStore(max_messages=self.config.max_messages)
+        self.store = MailStore(max_messages=self.config.max_messages, data_dir=self.config.data_dir)
         self.chaos = Chaos()
         self._smtp: SmtpServer | None = None
         self._http: _EmbeddedUvicorn | None = None
@@ -122,7 +127,7 @@ class MailSink:
         )
 
     async def stop(self) -> None:
-        """Stop the HTTP API and the SMTP server; safe to call twice."""
+        """Stop the HTTP API and the SMTP server, then close the mailbox; safe to call twice."""
         http, task = self._http, self._http_task
         self._http, self._http_task = None, None
         if http is not None and task is not None:
@@ -140,6 +145,7 @@ class MailSink:
         if smtp is not None:
             await smtp.stop(grace=_SHUTDOWN_TIMEOUT)
         self._smtp_port = self._http_port = None
+        self.store.close()
 
     async def __aenter__(self) -> MailSink:
         await self.start()

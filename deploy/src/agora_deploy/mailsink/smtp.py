@@ -86,12 +86,17 @@ class SinkHandler:
         username = (
             auth.login.decode("utf-8", errors="replace") if isinstance(auth, LoginPassword) else ""
         )
-        message = self.store.add(
-            raw,
-            envelope_from=envelope.mail_from or "",
-            envelope_recipients=envelope.rcpt_tos,
-            username=username,
-        )
+        try:
+            message = self.store.add(
+                raw,
+                envelope_from=envelope.mail_from or "",
+                envelope_recipients=envelope.rcpt_tos,
+                username=username,
+            )
+        except Exception:
+            # Never 250 for a message that is not stored: a transient error makes senders retry.
+            log.exception("could not store a received message")
+            return "451 4.3.0 Could not store the message; try again later"
         log.info(
             "received %s from=<%s> to=%s size=%d subject=%r",
             message.id,
