@@ -326,3 +326,46 @@ async def test_redis_down_is_503(settings: ServiceSettings, backend: Backend) ->
     assert response.headers["retry-after"] == str(settings.retry_after_s)
     assert response.headers["content-type"] == "application/problem+json"
     assert backend.calls[item] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_long_request_keeps_its_claim_and_a_crashed_one_lapses(
+    settings: ServiceSettings, redis: Redis
+) -> None:
+    """The claim outlives its 1 s TTL while the request runs; an orphaned claim lapses."""
+    backend = Backend()
+    short = settings.model_copy(update={"idempotency_lock_ttl_s": 1})
+    app = create_service_app(short, title="idem-ttl", version="0", routers=[_router(backend)])
+    async with app_client(app, client=("10.0.0.2", 40000)) as client:
+        key, item = _key(), _item()
+        headers = {"Idempotency-Key": key}
+        first = asyncio.create_task(
+            client.post("/api/v1/slow", json={"item": item}, headers=headers)
+        )
+        try:
+            await asyncio.wait_for(backend.entered.wait(), timeout=10)
+            await asyncio.sleep(2.5)  # longer than the lock TTL: only the keep-alive holds it
+            duplicate = await client.post("/api/v1/slow", json={"item": item}, headers=headers)
+            assert duplicate.status_code == 409
+        finally:
+            backend.gate.set()
+            done = await asyncio.wait_for(first, timeout=10)
+        assert done.status_code == 201
+        assert backend.calls[item] == 1
+        # A worker that died mid-request leaves its marker; it lapses after the TTL.
+        orphan_key, orphan_item = _key(), _item()
+        caller = "addr:10.0.0.2"
+        digest = hashlib.sha256(orphan_key.encode()).hexdigest()
+        orphan = f"agora:idempotency:{SERVICE}:{caller}:{digest}"
+        marker = '{"state": "processing", "fp": "x", "id": "dead"}'
+        await redis.set(orphan, marker, ex=short.idempotency_lock_ttl_s)
+        blocked = await client.post(
+            "/api/v1/orders", json={"item": orphan_item}, headers={"Idempotency-Key": orphan_key}
+        )
+        assert blocked.status_code in (409, 422)
+        await asyncio.sleep(short.idempotency_lock_ttl_s + 0.5)
+        retried = await client.post(
+            "/api/v1/orders", json={"item": orphan_item}, headers={"Idempotency-Key": orphan_key}
+        )
+        assert retried.status_code == 201
+        assert backend.calls[orphan_item] == 1

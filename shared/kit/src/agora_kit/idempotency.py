@@ -18,14 +18,16 @@ Per request with a key (POST only, never under an excluded prefix such as ``/api
    425, 429) release the claim instead, so a retry runs again.
 
 Redis calls are shielded so a client disconnect cannot cancel a claim/store half-way
-(redis-py #2624). The marker expires after ``idempotency_lock_ttl_s``, so a crashed worker
-never blocks a key for long.
+(redis-py #2624). The marker lives ``idempotency_lock_ttl_s`` (10 s) and is extended every third
+of that while its request runs, so a long request keeps its key while a crashed worker's claim
+lapses within seconds and the client's retry runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -66,6 +68,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
 return false
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -125,6 +131,19 @@ class IdempotencyStore:
             }
         )
         await self._redis.eval(_COMPLETE, 1, key, marker, record, self._ttl)
+
+    async def extend(self, key: str, marker: str) -> None:
+        """Keep our "processing" marker alive for another lock TTL."""
+        await self._redis.eval(_EXTEND, 1, key, marker, self._lock_ttl)
+
+    async def keep_alive(self, key: str, marker: str) -> None:
+        """Extend the marker every third of its TTL until cancelled (the request finished)."""
+        while True:
+            await asyncio.sleep(max(self._lock_ttl / 3, 0.2))
+            try:
+                await _shielded(self.extend(key, marker))
+            except (RedisError, OSError) as exc:
+                logger.warning("could not extend idempotency claim: %s", exc)
 
     async def release(self, key: str, marker: str) -> None:
         """Drop our marker so a retry can run."""
@@ -259,11 +278,16 @@ class IdempotencyMiddleware:
                     chunks.append(chunk)
             await send(message)
 
+        keeper = asyncio.create_task(store.keep_alive(redis_key, marker))
         try:
             await self.app(scope, replay_receive, capture_send)
         except BaseException:
             await _release(store, redis_key, marker)
             raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
         if status and status < 500 and status not in _TRANSIENT and size <= _MAX_STORED_BODY:
             kept = [(k, v) for k, v in headers if k.lower() not in _NOT_STORED]
             outcome = Stored(status, kept, b"".join(chunks))

@@ -99,7 +99,7 @@ class ServiceSettings(BaseSettings):
     )
     idempotency_ttl_s: int = Field(default=86_400, ge=60, validation_alias="IDEMPOTENCY_TTL_S")
     #: How long a "processing" claim lives: a crashed request frees its key after this.
-    idempotency_lock_ttl_s: int = Field(default=60, ge=1, validation_alias="IDEMPOTENCY_LOCK_TTL_S")
+    idempotency_lock_ttl_s: int = Field(default=10, ge=1, validation_alias="IDEMPOTENCY_LOCK_TTL_S")
     # --- end of part "http" ---
 
     # --- part "data": outbox relay and outbox retention (agora_kit.relay) ---
