@@ -35,6 +35,26 @@ def choose(names: str | None, *, ci: bool) -> list[Scenario]:
     return [s for s in SCENARIOS if s.ci] if ci else list(SCENARIOS)
 
 
+def run_groups(home: Path, scenarios: list[Scenario]) -> list[Result]:
+    """One supervised stack per worker count, the scenarios that need it run in turn."""
+    results: list[Result] = []
+    for workers in sorted({s.workers for s in scenarios}):
+        group = [s for s in scenarios if s.workers == workers]
+        stack = Stack(home / f"stack-w{workers}", workers=workers)
+        started = time.monotonic()
+        try:
+            stack.up()
+            print(
+                f"chaos: stack with {workers} worker(s) per service up in "
+                f"{time.monotonic() - started:.0f} s",
+                flush=True,
+            )
+            results += asyncio.run(run_all(stack, group))
+        finally:
+            stack.down()
+    return results
+
+
 async def run_all(stack: Stack, scenarios: list[Scenario]) -> list[Result]:
     """Run each scenario in turn on the one stack, printing as it goes."""
     results = []
@@ -81,16 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scenarios = choose(args.only, ci=args.ci)
     home = Path(tempfile.mkdtemp(prefix="agora-chaos-"))
-    stack = Stack(home / "stack")
-    print(f"chaos: {len(scenarios)} scenario(s), stack in {home}", flush=True)
+    print(f"chaos: {len(scenarios)} scenario(s), stacks in {home}", flush=True)
     print(f"chaos: limits raised for the load: {STACK_ENV}", flush=True)
     started = time.monotonic()
-    try:
-        stack.up()
-        print(f"chaos: stack up in {time.monotonic() - started:.0f} s", flush=True)
-        results = asyncio.run(run_all(stack, scenarios))
-    finally:
-        stack.down()
+    results = run_groups(home, scenarios)
     print()
     print(table(results))
     if args.json:
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r.name for r in results if not r.ok]
     print(f"chaos: {len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
-        print(f"chaos: FAILED: {', '.join(failed)}; logs in {home / 'stack' / 'logs'}")
+        print(f"chaos: FAILED: {', '.join(failed)}; logs in {home}/stack-w*/logs")
         return 1
     print(f"chaos: all {len(results)} scenario(s) passed in {time.monotonic() - started:.0f} s")
     return 0

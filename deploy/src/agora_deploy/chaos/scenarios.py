@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+import psutil
 from aiokafka import AIOKafkaProducer
 
 from agora_deploy.chaos.harness import Stack
@@ -23,6 +24,8 @@ class Scenario:
     after: Callable[[Stack], Awaitable[None]] | None = None
     count: int = 60
     ci: bool = False
+    #: uvicorn workers per service in the stack this scenario needs.
+    workers: int = 1
 
 
 async def _kill(stack: Stack, name: str, times: int = 1, gap_s: float = 1.5) -> None:
@@ -105,6 +108,17 @@ async def poison(stack: Stack) -> None:
         await producer.stop()
 
 
+async def notifier_worker_kill(stack: Stack) -> None:
+    """Two notifier workers share the group; SIGKILL one mid-stream (rebalance, respawn)."""
+    master = psutil.Process(stack.pid("notifier"))
+    for _ in range(2):
+        workers = [p for p in master.children() if p.is_running()]
+        if len(workers) < 2:
+            raise RuntimeError(f"expected 2 notifier workers, found {len(workers)}")
+        workers[0].send_signal(signal.SIGKILL)
+        await asyncio.sleep(2.0)
+
+
 async def down_up(stack: Stack) -> None:
     """A full `agora down` then `agora up` in the middle of the flow."""
     await asyncio.to_thread(stack.down)
@@ -131,4 +145,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("poison events on every topic", poison),
     Scenario("rolling SIGTERM of each service", rolling_restart),
     Scenario("agora down / up mid-flow", down_up),
+    Scenario("two notifier workers, one SIGKILLed twice", notifier_worker_kill, workers=2),
 )
