@@ -129,7 +129,7 @@ def test_dlq_cli_lists_shows_replays_and_discards(
         ids: list[int] = []
         try:
             async with engine.begin() as conn:
-                for offset in (1, 2):
+                for offset in (1, 2, 3):
                     new_id = await store_dead_letter(
                         conn,
                         models.consumer.dead_letter,
@@ -148,14 +148,18 @@ def test_dlq_cli_lists_shows_replays_and_discards(
             await engine.dispose()
         return ids
 
-    first, second = asyncio.run(seed())
+    first, second, third = asyncio.run(seed())
     runner = CliRunner()
     listed = runner.invoke(dlq_app, ["list"])
     assert listed.exit_code == 0, listed.output
     assert str(first) in listed.output
     assert "malformed" in listed.output
     as_json = runner.invoke(dlq_app, ["list", "--json"])
-    assert {json.loads(line)["id"] for line in as_json.output.splitlines()} == {first, second}
+    assert {json.loads(line)["id"] for line in as_json.output.splitlines()} == {
+        first,
+        second,
+        third,
+    }
     shown = runner.invoke(dlq_app, ["show", str(first)])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["value"] == "{bad"
@@ -167,6 +171,12 @@ def test_dlq_cli_lists_shows_replays_and_discards(
     assert "not pending" in again.output
     discarded = runner.invoke(dlq_app, ["discard", str(second)])
     assert discarded.exit_code == 0, discarded.output
+    neither = runner.invoke(dlq_app, ["replay"])
+    assert neither.exit_code == 2
+    every = runner.invoke(dlq_app, ["replay", "--all-pending"])
+    assert every.exit_code == 0, every.output
+    assert f"dead letter {third} replayed" in every.output
+    assert "1 dead letter(s) replayed" in every.output
     pending = runner.invoke(dlq_app, ["list", "--status", "pending"])
     assert "no dead letters" in pending.output
     missing = runner.invoke(dlq_app, ["show", "999999999"])

@@ -127,6 +127,33 @@ async def test_verification_and_reset_commands(
 
 
 @pytest.mark.asyncio
+async def test_a_replayed_command_without_its_token_sends_nothing(
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
+) -> None:
+    """A dead letter keeps no one-time token; replayed, it must not mail a dead link."""
+    user_id, email = notifier_new_user()
+    expires = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    redacted = await notifier_publish.event(
+        SendEmailVerification(
+            user_id=user_id, email=email, name="Cy", token="[redacted]", expires_at=expires
+        )
+    )
+    await wait_processed(notifier_app, redacted.id)
+    fresh = await notifier_publish.event(
+        SendEmailVerification(
+            user_id=user_id, email=email, name="Cy", token="fresh-1", expires_at=expires
+        )
+    )
+    [mail] = await notifier_mail.wait_for(email)
+    assert mail.message_id == message_id(fresh.id, "email_verification", email, DOMAIN).strip("<>")
+    assert "token=fresh-1" in mail.text
+    assert "redacted" not in mail.text
+
+
+@pytest.mark.asyncio
 async def test_email_change_mails_both_addresses(
     notifier_app: FastAPI,
     notifier_publish: Publisher,

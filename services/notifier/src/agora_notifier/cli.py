@@ -127,16 +127,30 @@ def show(
 
 @dlq_app.command("replay")
 def replay(
-    dead_letter_id: Annotated[int, typer.Argument(min=1, help="The dead letter's id.")],
+    dead_letter_id: Annotated[
+        int | None, typer.Argument(min=1, help="The dead letter's id.", show_default=False)
+    ] = None,
+    all_pending: Annotated[
+        bool, typer.Option("--all-pending", help="Replay every pending dead letter.")
+    ] = False,
 ) -> None:
-    """Hand a pending dead letter back to the running notifier."""
+    """Hand a pending dead letter (or all of them) back to the running notifier."""
     group = NotifierSettings().consumer_group
+    if (dead_letter_id is None) == (not all_pending):
+        typer.echo("error: give a dead letter's id or --all-pending", err=True)
+        raise typer.Exit(2)
 
-    async def action(store: DeadLetterStore) -> DeadLetter:
-        return await store.replay(dead_letter_id, group=group)
+    async def action(store: DeadLetterStore) -> list[DeadLetter]:
+        if dead_letter_id is not None:
+            return [await store.replay(dead_letter_id, group=group)]
+        pending = await store.list(group=group, status=DeadLetterStatus.PENDING, limit=1000)
+        return [await store.replay(letter.id, group=group) for letter in pending]
 
-    letter = _run(action)
-    typer.echo(f"dead letter {letter.id} replayed: the notifier handles it again shortly")
+    letters = _run(action)
+    for letter in letters:
+        typer.echo(f"dead letter {letter.id} replayed: the notifier handles it again shortly")
+    if all_pending:
+        typer.echo(f"{len(letters)} dead letter(s) replayed")
 
 
 @dlq_app.command("discard")

@@ -8,6 +8,7 @@ event), never from free text such as an item's description.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from agora_contract import (
     UserUpdated,
 )
 from agora_kit.consumer import TransientError
+from agora_kit.deadletters import REDACTED
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +37,8 @@ from agora_notifier import projection
 from agora_notifier.projection import clean_name
 from agora_notifier.records import Planned, scrub_user
 from agora_notifier.rendering import ITEM_KINDS, Kind, clean_header_text, normalise_address
+
+logger = logging.getLogger("agora.notifier.planning")
 
 #: The greeting's name when none is known.
 FALLBACK_NAME = "there"
@@ -158,6 +162,11 @@ async def _command(
 ) -> list[Planned]:
     found = await projection.get_recipient(session, event.user_id)
     if found is not None and found.deleted:
+        return []
+    if event.token == REDACTED:
+        # A replayed dead letter: its one-time token was removed on purpose. A mail with a
+        # dead link would only confuse; the user asks for a new one.
+        logger.warning("not sending %s for user %s: its token was redacted", kind, event.user_id)
         return []
     context = {
         "name": _greet(event.name),
