@@ -13,6 +13,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from agora_deploy.chaos.harness import Stack
+from agora_deploy.testing import run_agora
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,27 @@ async def smtp_refuses(stack: Stack) -> None:
             (await client.put("/api/v1/chaos", json=off)).raise_for_status()
 
 
+async def smtp_rejects(stack: Stack) -> None:
+    """The SMTP server answers 550 (permanent) to every recipient for 3 s."""
+    api = stack.component("mail").url
+    async with httpx.AsyncClient(base_url=api, timeout=5) as client:
+        on = {"Recipient": {"ErrorCode": 550, "Probability": 100}}
+        (await client.put("/api/v1/chaos", json=on)).raise_for_status()
+        try:
+            await asyncio.sleep(3.0)
+        finally:
+            off = {"Recipient": {"ErrorCode": 0, "Probability": 0}}
+            (await client.put("/api/v1/chaos", json=off)).raise_for_status()
+
+
+async def replay_dead_letters(stack: Stack) -> None:
+    """What an operator does after a 5xx storm: `agora dlq replay --all-pending`."""
+    await asyncio.sleep(5.0)  # let the last in-flight failures land as dead letters
+    done = await asyncio.to_thread(run_agora, stack.home, "dlq", "replay", "--all-pending")
+    if done.returncode != 0:
+        raise RuntimeError(f"dlq replay failed: {done.stdout}{done.stderr}")
+
+
 async def smtp_down(stack: Stack) -> None:
     """The SMTP server frozen (SIGSTOP) for 30 s: connections hang, then time out."""
     await stack.freeze("mail", 30.0)
@@ -141,6 +163,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("postgres SIGKILL", postgres_kill),
     Scenario("redis SIGKILL", redis_kill),
     Scenario("SMTP 451 for 10 s", smtp_refuses),
+    Scenario("SMTP 550 for 3 s, dead letters replayed", smtp_rejects, replay_dead_letters),
     Scenario("SMTP down (frozen) 30 s", smtp_down),
     Scenario("poison events on every topic", poison),
     Scenario("rolling SIGTERM of each service", rolling_restart),
