@@ -365,6 +365,19 @@ async def dead_lettered_commands(stack: Stack, tag: str) -> set[tuple[str, str]]
     return found
 
 
+async def dead_letters_of(stack: Stack, tag: str) -> int:
+    """How many of the scenario's messages became dead letters at some point (any status)."""
+    conn = await asyncpg.connect(stack.db_url("notifier"), timeout=10)
+    try:
+        value = await conn.fetchval(
+            "SELECT count(*) FROM dead_letter WHERE convert_from(value, 'UTF8') LIKE $1",
+            f"%.{tag}@chaos.example%",
+        )
+    finally:
+        await conn.close()
+    return int(value or 0)
+
+
 async def records_sent(stack: Stack, tag: str) -> int:
     """The notifier's own count: delivery records marked sent for the scenario's accounts."""
     conn = await asyncpg.connect(stack.db_url("notifier"), timeout=10)
@@ -472,6 +485,9 @@ async def run_scenario(
     parked = frozenset(await dead_lettered_commands(stack, tag))
     result = reconcile(name, owed, delivered, item_by_event=True, dead_letters=parked)
     result.records_sent = await records_sent(stack, tag)
+    letters = await dead_letters_of(stack, tag)
+    if letters:
+        result.notes.append(f"dead letters along the way: {letters}")
     result.failed_requests = load.failed
     result.recover_s = round(max(0.0, (recovered_at or time.monotonic()) - fault_done), 1)
     if load.errors:

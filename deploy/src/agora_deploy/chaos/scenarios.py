@@ -74,9 +74,10 @@ async def redis_kill(stack: Stack) -> None:
 
 
 async def smtp_refuses(stack: Stack) -> None:
-    """The SMTP server answers 451 to every recipient for 10 s."""
+    """Once mail flows, the SMTP server answers 451 to every recipient for 10 s."""
     api = stack.component("mail").url
     async with httpx.AsyncClient(base_url=api, timeout=5) as client:
+        await _mail_flowing(client)
         on = {"Recipient": {"ErrorCode": 451, "Probability": 100}}
         (await client.put("/api/v1/chaos", json=on)).raise_for_status()
         try:
@@ -86,10 +87,25 @@ async def smtp_refuses(stack: Stack) -> None:
             (await client.put("/api/v1/chaos", json=off)).raise_for_status()
 
 
+async def _mail_flowing(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+    """Wait until the sink receives a new message (the burst's mail has started)."""
+
+    async def total() -> int:
+        return int((await client.get("/api/v1/messages", params={"limit": 1})).json()["total"])
+
+    start = await total()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await total() == start:
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("no mail flowed within the scenario's first 30 s")
+        await asyncio.sleep(0.1)
+
+
 async def smtp_rejects(stack: Stack) -> None:
-    """The SMTP server answers 550 (permanent) to every recipient for 3 s."""
+    """Once mail flows, the SMTP server answers 550 (permanent) to every recipient for 3 s."""
     api = stack.component("mail").url
     async with httpx.AsyncClient(base_url=api, timeout=5) as client:
+        await _mail_flowing(client)
         on = {"Recipient": {"ErrorCode": 550, "Probability": 100}}
         (await client.put("/api/v1/chaos", json=on)).raise_for_status()
         try:
