@@ -156,6 +156,14 @@ class Stack:
         """A plain asyncpg URL of one of the stack's databases."""
         return database_url(self.component("postgres").url, database, driver="postgresql")
 
+    async def fetch(self, database: str, sql: str, *args: object) -> list[asyncpg.Record]:
+        """Run one query on one of the stack's databases."""
+        conn = await asyncpg.connect(self.db_url(database), timeout=10)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
 
 def _title(resp: httpx.Response) -> str:
     """The problem title of an error response (its first bytes when it is not JSON)."""
@@ -273,22 +281,14 @@ class Owed:
 
 async def owed_for(stack: Stack, tag: str) -> Owed:
     """Emails owed for the facts committed under ``tag`` (read from the services' databases)."""
-    users = await asyncpg.connect(stack.db_url("users"), timeout=10)
-    try:
-        rows = await users.fetch(
-            "SELECT id, email FROM user_account WHERE email LIKE $1", f"%.{tag}@chaos.example"
-        )
-    finally:
-        await users.close()
+    rows = await stack.fetch(
+        "users", "SELECT id, email FROM user_account WHERE email LIKE $1", f"%.{tag}@chaos.example"
+    )
     by_id = {int(r["id"]): str(r["email"]) for r in rows}
     owed = {(email, kind) for email in by_id.values() for kind in REGISTRATION_KINDS}
-    items = await asyncpg.connect(stack.db_url("items"), timeout=10)
-    try:
-        listed = await items.fetch(
-            "SELECT id, owner_id FROM item WHERE name LIKE $1", f"chaos item {tag} %"
-        )
-    finally:
-        await items.close()
+    listed = await stack.fetch(
+        "items", "SELECT id, owner_id FROM item WHERE name LIKE $1", f"chaos item {tag} %"
+    )
     for row in listed:
         owner = by_id.get(int(row["owner_id"]))
         if owner is not None:
@@ -348,16 +348,13 @@ VERIFICATION_COMMAND = "agora.users.command.send_email_verification.v1"
 
 async def dead_lettered_commands(stack: Stack, tag: str) -> set[tuple[str, str]]:
     """Verification emails whose command is (or was) a dead letter: not replayable by design."""
-    conn = await asyncpg.connect(stack.db_url("notifier"), timeout=10)
-    try:
-        rows = await conn.fetch(
-            "SELECT convert_from(value, 'UTF8') AS doc FROM dead_letter"
-            " WHERE event_type = $1 AND convert_from(value, 'UTF8') LIKE $2",
-            VERIFICATION_COMMAND,
-            f"%.{tag}@chaos.example%",
-        )
-    finally:
-        await conn.close()
+    rows = await stack.fetch(
+        "notifier",
+        "SELECT convert_from(value, 'UTF8') AS doc FROM dead_letter"
+        " WHERE event_type = $1 AND convert_from(value, 'UTF8') LIKE $2",
+        VERIFICATION_COMMAND,
+        f"%.{tag}@chaos.example%",
+    )
     found = set()
     for row in rows:
         email = str(json.loads(row["doc"])["data"]["email"]).lower()
@@ -367,28 +364,22 @@ async def dead_lettered_commands(stack: Stack, tag: str) -> set[tuple[str, str]]
 
 async def dead_letters_of(stack: Stack, tag: str) -> int:
     """How many of the scenario's messages became dead letters at some point (any status)."""
-    conn = await asyncpg.connect(stack.db_url("notifier"), timeout=10)
-    try:
-        value = await conn.fetchval(
-            "SELECT count(*) FROM dead_letter WHERE convert_from(value, 'UTF8') LIKE $1",
-            f"%.{tag}@chaos.example%",
-        )
-    finally:
-        await conn.close()
-    return int(value or 0)
+    rows = await stack.fetch(
+        "notifier",
+        "SELECT count(*) FROM dead_letter WHERE convert_from(value, 'UTF8') LIKE $1",
+        f"%.{tag}@chaos.example%",
+    )
+    return int(rows[0][0])
 
 
 async def records_sent(stack: Stack, tag: str) -> int:
     """The notifier's own count: delivery records marked sent for the scenario's accounts."""
-    conn = await asyncpg.connect(stack.db_url("notifier"), timeout=10)
-    try:
-        value = await conn.fetchval(
-            "SELECT count(*) FROM delivery WHERE status = 'sent' AND recipient LIKE $1",
-            f"%.{tag}@chaos.example",
-        )
-    finally:
-        await conn.close()
-    return int(value or 0)
+    rows = await stack.fetch(
+        "notifier",
+        "SELECT count(*) FROM delivery WHERE status = 'sent' AND recipient LIKE $1",
+        f"%.{tag}@chaos.example",
+    )
+    return int(rows[0][0])
 
 
 def reconcile(

@@ -73,18 +73,23 @@ async def redis_kill(stack: Stack) -> None:
     await _kill(stack, "redis")
 
 
-async def smtp_refuses(stack: Stack) -> None:
-    """Once mail flows, the SMTP server answers 451 to every recipient for 10 s."""
+async def _smtp_fault(stack: Stack, code: int, seconds: float) -> None:
+    """Once mail flows, the SMTP server answers ``code`` to every recipient for ``seconds``."""
     api = stack.component("mail").url
     async with httpx.AsyncClient(base_url=api, timeout=5) as client:
         await _mail_flowing(client)
-        on = {"Recipient": {"ErrorCode": 451, "Probability": 100}}
+        on = {"Recipient": {"ErrorCode": code, "Probability": 100}}
         (await client.put("/api/v1/chaos", json=on)).raise_for_status()
         try:
-            await asyncio.sleep(10.0)
+            await asyncio.sleep(seconds)
         finally:
             off = {"Recipient": {"ErrorCode": 0, "Probability": 0}}
             (await client.put("/api/v1/chaos", json=off)).raise_for_status()
+
+
+async def smtp_refuses(stack: Stack) -> None:
+    """The SMTP server answers 451 (try later) for 10 s."""
+    await _smtp_fault(stack, 451, 10.0)
 
 
 async def _mail_flowing(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
@@ -102,17 +107,8 @@ async def _mail_flowing(client: httpx.AsyncClient, timeout_s: float = 30.0) -> N
 
 
 async def smtp_rejects(stack: Stack) -> None:
-    """Once mail flows, the SMTP server answers 550 (permanent) to every recipient for 3 s."""
-    api = stack.component("mail").url
-    async with httpx.AsyncClient(base_url=api, timeout=5) as client:
-        await _mail_flowing(client)
-        on = {"Recipient": {"ErrorCode": 550, "Probability": 100}}
-        (await client.put("/api/v1/chaos", json=on)).raise_for_status()
-        try:
-            await asyncio.sleep(3.0)
-        finally:
-            off = {"Recipient": {"ErrorCode": 0, "Probability": 0}}
-            (await client.put("/api/v1/chaos", json=off)).raise_for_status()
+    """The SMTP server answers 550 (permanent failure) for 3 s."""
+    await _smtp_fault(stack, 550, 3.0)
 
 
 async def replay_dead_letters(stack: Stack) -> None:
