@@ -248,11 +248,13 @@ def test_status_json_reports_the_whole_stack(system_stack: SystemStack) -> None:
 
     components = poll_until(reported, timeout=60)
     names = [c["name"] for c in components]
-    assert names == ["postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway"]
+    assert names == [
+        "postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway", "storage",
+    ]  # fmt: skip
     for comp in components:
         assert comp["state"] == "running"
         assert isinstance(comp["pid"], int)
-        assert all(isinstance(v, str) for v in comp.values() if v is not comp["pid"])
+        assert all(isinstance(v, str | int) for v in comp.values() if v is not comp["pid"])
     by_name = {c["name"]: c for c in components}
     assert by_name["gateway"]["url"] == system_stack.gateway
     # Outbox backlog and consumer lag come from each service's /metrics.
