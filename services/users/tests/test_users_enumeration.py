@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from agora_deploy.launchers.process import free_port
 from agora_users import recovery
+from agora_users.onetime import issue_one_time
 from agora_users.testing import ClientFactory, EventTap, new_email, new_request_id, register
 from fastapi import FastAPI
 
@@ -32,13 +33,12 @@ async def test_reset_answers_before_the_account_dependent_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user, _ = await register(users_client())
-    real_issue = recovery.issue_one_time
 
     async def slow_issue(*args: Any, **kwargs: Any) -> Any:
         await asyncio.sleep(SLOW_S)
-        return await real_issue(*args, **kwargs)
+        return await issue_one_time(*args, **kwargs)
 
-    monkeypatch.setattr(recovery, "issue_one_time", slow_issue)
+    monkeypatch.setattr(recovery, "issue_one_time", slow_issue, raising=True)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(users_app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
