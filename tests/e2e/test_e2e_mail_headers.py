@@ -12,6 +12,7 @@ from email.message import EmailMessage
 
 import httpx
 from agora_deploy.mailclient import MailClient
+from agora_deploy.testing import verify_address
 
 EVIL = "=?utf-8?q?Eve=0D=0AReply-To:_evil@example.com=0D=0A=0D=0AReset_at_http://evil.example?="
 
@@ -65,6 +66,7 @@ def test_hostile_names_stay_inside_their_headers(gateway: httpx.Client, mail: Ma
     for message in first:
         _assert_intact(message, email)
     assert {str(m["X-Agora-Kind"]) for m in first} == {"welcome", "email_verification"}
+    verify_address(gateway, mail, email)  # item mail goes to verified addresses only
 
     token = gateway.post(
         "/api/v1/auth/token",

@@ -19,7 +19,7 @@ from agora_contract import Envelope, topics
 from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import free_port
 from agora_deploy.mailclient import MailClient
-from agora_deploy.testing import SystemStack, poll_until
+from agora_deploy.testing import SystemStack, poll_until, verify_address
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 TOKEN = re.compile(r"[?&]token=([^\s&\"'<>]+)")
@@ -80,6 +80,7 @@ def test_registration_sends_welcome_and_verification(
 
 def test_item_lifecycle_mails_the_owner(gateway: httpx.Client, mail: MailClient) -> None:
     _, email, auth = _user(gateway)
+    verify_address(gateway, mail, email)  # item mail goes to verified addresses only
     created = gateway.post(
         "/api/v1/items",
         json={"name": "Brass lamp", "price": "40.00", "tags": ["Lamp"]},
@@ -118,6 +119,7 @@ def test_deleting_the_user_removes_items_and_says_goodbye(
     gateway: httpx.Client, mail: MailClient
 ) -> None:
     user, email, auth = _user(gateway)
+    verify_address(gateway, mail, email)  # the goodbye goes to a verified address only
     for name in ("Chair", "Table"):
         resp = gateway.post("/api/v1/items", json={"name": name, "price": "10.00"}, headers=auth)
         assert resp.status_code == 201, resp.text

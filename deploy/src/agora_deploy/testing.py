@@ -10,6 +10,7 @@ pytest itself dies. ``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,11 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote
 
+import httpx
 import pytest
 
 from agora_deploy.launchers.kafka import Broker
 from agora_deploy.launchers.process import free_port
+from agora_deploy.mailclient import MailClient
 from agora_deploy.services import INSTALL_HINT, missing_services
 from agora_deploy.stack import Infra, database_url
 from agora_deploy.up import UpOptions, bring_up
@@ -160,3 +164,16 @@ def run_agora(home: Path, *args: str, timeout: float = 180) -> subprocess.Comple
         timeout=timeout,
         check=False,
     )
+
+
+_TOKEN_LINK = re.compile(r"[?&]token=([^\s&\"'<>]+)")
+
+
+def verify_address(gateway: httpx.Client, mail: MailClient, email: str) -> None:
+    """Follow the verification link mailed to ``email`` (item mail and goodbyes need it)."""
+    message = mail.wait_subject(email, "confirm your email")
+    text = str(mail.message(str(message["ID"]))["Text"])
+    token = _TOKEN_LINK.search(text)
+    assert token, text
+    resp = gateway.post("/api/v1/auth/verify-email", json={"token": unquote(token.group(1))})
+    assert resp.status_code in (200, 204), resp.text

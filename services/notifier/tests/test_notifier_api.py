@@ -83,6 +83,7 @@ async def test_deliveries_are_paginated_newest_first_and_private(
     await notifier_publish.event(
         UserRegistered(user_id=user_id, email=email, name="Pat", registered_at=now)
     )
+    await notifier_publish.verified(user_id)  # a reset goes to a verified address only
     for command in (SendEmailVerification, SendPasswordReset):
         await notifier_publish.event(
             command(user_id=user_id, email=email, name="Pat", token="t", expires_at=now)

@@ -94,6 +94,9 @@ async def test_verification_and_reset_commands(
     notifier_new_user: NewUser,
 ) -> None:
     user_id, email = notifier_new_user()
+    await register(notifier_publish, user_id, email, name="Bo")
+    await notifier_publish.verified(user_id, aggregateversion=2)
+    await notifier_mail.wait_for(email)
     expires = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
     verify = await notifier_publish.event(
         SendEmailVerification(
@@ -103,7 +106,7 @@ async def test_verification_and_reset_commands(
     reset = await notifier_publish.event(
         SendPasswordReset(user_id=user_id, email=email, name="Bo", token="r-2", expires_at=expires)
     )
-    mails = await notifier_mail.wait_for(email, count=2)
+    mails = await notifier_mail.wait_for(email, count=3)
     by_kind = {m.headers["X-Agora-Kind"][0]: m for m in mails}
     expect_mail(
         by_kind["email_verification"],
@@ -154,7 +157,7 @@ async def test_a_replayed_command_without_its_token_sends_nothing(
 
 
 @pytest.mark.asyncio
-async def test_email_change_mails_both_addresses(
+async def test_email_change_tells_the_old_verified_address_only(
     notifier_app: FastAPI,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
@@ -163,21 +166,19 @@ async def test_email_change_mails_both_addresses(
     user_id, old = notifier_new_user()
     _, new = notifier_new_user()
     await register(notifier_publish, user_id, old, name="Cy")
+    await notifier_publish.verified(user_id, aggregateversion=2)
     await notifier_mail.wait_for(old)
     changed = await notifier_publish.event(
-        UserEmailChanged(user_id=user_id, old_email=old, new_email=new), aggregateversion=2
+        UserEmailChanged(user_id=user_id, old_email=old, new_email=new), aggregateversion=3
     )
     mails_old = await notifier_mail.wait_for(old, count=2)
-    [to_new] = await notifier_mail.wait_for(new)
     to_old = next(m for m in mails_old if m.headers["X-Agora-Kind"] == ["email_changed"])
     subject = "Your Agora email address was changed"
     expect_mail(to_old, to=old, subject=subject, event_id=changed.id, kind="email_changed")
-    expect_mail(to_new, to=new, subject=subject, event_id=changed.id, kind="email_changed")
     assert f"changed from {old} to {new}" in to_old.text
     assert "reset your password" in to_old.text
-    assert f"This address, {new}, is now" in to_new.text
-    # Item mail now goes to the new address: the projection followed the change.
-    item = await notifier_publish.event(
+    # The new address is not verified yet: its item mail is recorded as skipped, not sent.
+    unverified = await notifier_publish.event(
         ItemCreated(
             item_id=user_id,
             owner_id=user_id,
@@ -189,11 +190,17 @@ async def test_email_change_mails_both_addresses(
             status="active",
         )
     )
-    mails_new = await notifier_mail.wait_for(new, count=2)
-    assert any(
-        m.message_id == message_id(item.id, "item_listed", new, DOMAIN).strip("<>")
-        for m in mails_new
+    await wait_processed(notifier_app, unverified.id)
+    # Once verified, item mail goes to the new address: the projection followed the change.
+    await notifier_publish.verified(user_id, aggregateversion=4)
+    item = await notifier_publish.event(
+        ItemUpdated(
+            item_id=user_id, owner_id=user_id, changes={"price": FieldChange(old="5", new="6")}
+        ),
+        aggregateversion=2,
     )
+    [mail_new] = await notifier_mail.wait_for(new)
+    assert mail_new.message_id == message_id(item.id, "item_changed", new, DOMAIN).strip("<>")
 
 
 @pytest.mark.asyncio
@@ -206,6 +213,7 @@ async def test_item_mails(
     user_id, email = notifier_new_user()
     item_id = user_id
     await register(notifier_publish, user_id, email, name="Di")
+    await notifier_publish.verified(user_id, aggregateversion=2)
     # Items come after their owner is known (else they wait, see test_notifier_ordering).
     await notifier_mail.wait_for(email)
     created = await notifier_publish.event(
@@ -279,7 +287,8 @@ async def test_goodbye_then_personal_data_erased(
 ) -> None:
     user_id, email = notifier_new_user()
     await register(notifier_publish, user_id, email, name="Eve")
-    deleted = await notifier_publish.event(UserDeleted(user_id=user_id), aggregateversion=2)
+    await notifier_publish.verified(user_id, aggregateversion=2)
+    deleted = await notifier_publish.event(UserDeleted(user_id=user_id), aggregateversion=3)
     mails = await notifier_mail.wait_for(email, count=2)
     goodbye = next(m for m in mails if m.headers["X-Agora-Kind"] == ["goodbye"])
     expect_mail(
@@ -325,3 +334,66 @@ async def test_goodbye_then_personal_data_erased(
     assert all(r.recipient.startswith("erased:") for r in recipients)
     assert all(r.recipient_name is None for r in recipients)
     assert len(await notifier_mail.to(email)) == 2
+
+
+@pytest.mark.asyncio
+async def test_an_address_nobody_verified_gets_registration_mail_only_and_bounded(
+    notifier_app: FastAPI,
+    notifier_publish: Publisher,
+    notifier_mail: MailApi,
+    notifier_new_user: NewUser,
+) -> None:
+    """Issue 13, finding 5: item mail to an unverified owner; the email-change flip-flop."""
+    user_id, own = notifier_new_user()
+    _, third = notifier_new_user()
+    await register(notifier_publish, user_id, own, name="Mallory http://evil.example")
+    item = await notifier_publish.event(
+        ItemCreated(
+            item_id=user_id,
+            owner_id=user_id,
+            name="Visit http://evil.example",
+            description=None,
+            price=Decimal("1"),
+            currency="EUR",
+            tags=[],
+            status="active",
+        )
+    )
+    # The owner flips its address to a third party's and back, four times over.
+    version, expires = 2, datetime(2030, 1, 1, tzinfo=UTC)
+    events = []
+    for _ in range(4):
+        for old, new in ((own, third), (third, own)):
+            change = UserEmailChanged(user_id=user_id, old_email=old, new_email=new)
+            events.append(await notifier_publish.event(change, aggregateversion=version))
+            version += 1
+            command = SendEmailVerification(
+                user_id=user_id, email=new, name="Mallory", token="t", expires_at=expires
+            )
+            events.append(await notifier_publish.event(command))
+    one_more = SendEmailVerification(
+        user_id=user_id, email=own, name="Mallory", token="t", expires_at=expires
+    )
+    events.append(await notifier_publish.event(one_more))
+    for envelope in [item, *events]:
+        await wait_processed(notifier_app, envelope.id)
+    to_third = await notifier_mail.wait_for(third, count=4)
+    assert {m.headers["X-Agora-Kind"][0] for m in to_third} == {"email_verification"}
+    async with notifier_app.state.ctx.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT kind, recipient, status, last_error FROM delivery WHERE user_id = :u"),
+                {"u": user_id},
+            )
+        ).all()
+    sent_third = [r for r in rows if r.recipient == third and r.status != "skipped"]
+    # Four verification emails to the third party, no notice, nothing else.
+    assert len(sent_third) == 4, rows
+    own_rows = [r for r in rows if r.recipient == own]
+    # The owner's own address: welcome + 4 verifications hit the bound of 5; item mail skipped.
+    assert sum(r.status != "skipped" for r in own_rows) == 5, own_rows
+    assert sum((r.last_error or "").startswith("bound:") for r in own_rows) == 1, own_rows
+    [listed] = [r for r in own_rows if r.kind == "item_listed"]
+    assert (listed.status, listed.last_error) == ("skipped", "address not verified")
+    assert not [r for r in rows if r.kind == "email_changed"]
+    assert len(await notifier_mail.to(third)) == 4

@@ -11,9 +11,11 @@ from agora_users.testing import (
     PASSWORD,
     ClientFactory,
     EventTap,
+    bearer,
     new_email,
     new_request_id,
     register,
+    tokens,
 )
 from argon2 import extract_parameters
 from argon2.low_level import Type
@@ -158,3 +160,38 @@ async def test_public_profile_shows_id_and_name_only(users_client: ClientFactory
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert (await client.get("/api/v1/users/0")).status_code == 422
+
+
+async def test_a_non_ascii_mailbox_name_is_refused_with_a_clear_422(
+    users_client: ClientFactory,
+) -> None:
+    """Issue 13, finding 7: such an address was accepted, then its mail dead-lettered."""
+    client = users_client()
+    response = await client.post(
+        "/api/v1/users",
+        json={"email": "jörg@example.com", "name": "Jörg", "password": PASSWORD},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["body", "email"]
+    assert "must be ASCII" in error["msg"]
+    # A non-ASCII domain is fine, and so is an ASCII mailbox name.
+    ok = await client.post(
+        "/api/v1/users",
+        json={
+            "email": new_email().replace("example.com", "bücher.example"),
+            "name": "B",
+            "password": PASSWORD,
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["email"].endswith("@xn--bcher-kva.example")
+    user, _ = await register(client)
+    session = await tokens(client, user["email"])
+    change = await client.put(
+        "/api/v1/users/me/email",
+        json={"new_email": "zoë@example.com", "current_password": PASSWORD},
+        headers=bearer(session["access_token"]),
+    )
+    assert change.status_code == 422, change.text

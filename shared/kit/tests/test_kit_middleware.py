@@ -129,23 +129,24 @@ async def test_access_log_line_per_request(
 
 
 @pytest.mark.asyncio
-async def test_process_time_header_in_development_only(
+async def test_process_time_header_is_opt_in(
     client: httpx.AsyncClient, database_url: str, redis_url: str
 ) -> None:
+    # The default, in development too: no timing channel (issue 13, finding 6).
     response = await client.get("/api/v1/context")
-    assert float(response.headers["x-process-time"]) >= 0
-    production = ServiceSettings(
-        service_name="kit-mw-prod",
+    assert response.status_code == 200
+    assert "x-process-time" not in response.headers
+    assert "x-request-id" in response.headers
+    opted_in = ServiceSettings(
+        service_name="kit-mw-timing",
         env=Environment.PRODUCTION,
         database_url=database_url,
         redis_url=redis_url,
+        process_time_header=True,
     )
-    assert not production.show_process_time
-    async with app_client(_app(production)) as prod:
-        response = await prod.get("/api/v1/context")
-        assert response.status_code == 200
-        assert "x-process-time" not in response.headers
-        assert "x-request-id" in response.headers
+    async with app_client(_app(opted_in)) as timed:
+        response = await timed.get("/api/v1/context")
+        assert float(response.headers["x-process-time"]) >= 0
 
 
 def test_configure_logging_is_idempotent_and_writes_json(

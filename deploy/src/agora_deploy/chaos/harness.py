@@ -6,8 +6,8 @@ has drained, then reconciles:
 
 - **owed**: from the databases, the truth of what was committed: every registered account
   owes a welcome and a verification email; every listed item owes its owner an
-  "item listed" email (the mail policy of docs/reliability.md; no preference or throttle is
-  hit by this load);
+  "item listed" email if the owner's address is verified (the mail policy
+  of docs/reliability.md; no preference, throttle or per-address bound is hit by this load);
 - **delivered**: every message stored by the mail sink, grouped by (recipient, kind). Two
   stored copies of one email count as a duplicate even when they share a Message-ID; those
   that do are reported apart (the one window no system closes: SMTP accepted, the process
@@ -38,7 +38,8 @@ from agora_deploy.stack import ComponentInfo, database_url, read_stack
 from agora_deploy.testing import run_agora
 
 PASSWORD = "chaos-Passw0rd-long-enough"  # noqa: S105 - a throwaway test account
-#: Kinds each fact owes (docs/reliability.md, "mail policy").
+#: Kinds each fact owes (docs/reliability.md, "mail policy"): item mail only to an owner whose
+#: address is verified.
 REGISTRATION_KINDS = ("welcome", "email_verification")
 ITEM_KINDS = ("item_listed",)
 #: The stack's limits raised for the load (the suite says so in its output).
@@ -282,16 +283,19 @@ class Owed:
 async def owed_for(stack: Stack, tag: str) -> Owed:
     """Emails owed for the facts committed under ``tag`` (read from the services' databases)."""
     rows = await stack.fetch(
-        "users", "SELECT id, email FROM user_account WHERE email LIKE $1", f"%.{tag}@chaos.example"
+        "users",
+        "SELECT id, email, email_verified FROM user_account WHERE email LIKE $1",
+        f"%.{tag}@chaos.example",
     )
     by_id = {int(r["id"]): str(r["email"]) for r in rows}
+    verified = {int(r["id"]) for r in rows if r["email_verified"]}
     owed = {(email, kind) for email in by_id.values() for kind in REGISTRATION_KINDS}
     listed = await stack.fetch(
         "items", "SELECT id, owner_id FROM item WHERE name LIKE $1", f"chaos item {tag} %"
     )
     for row in listed:
         owner = by_id.get(int(row["owner_id"]))
-        if owner is not None:
+        if owner is not None and int(row["owner_id"]) in verified:
             owed.add((f"{owner}#item{row['id']}", ITEM_KINDS[0]))
     return Owed(frozenset(owed), facts=len(rows) + len(listed))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Final
 
+from agora_kit.params import BIGINT_MAX, MAX_OFFSET
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
@@ -26,9 +27,8 @@ from agora_items.schemas import (
 )
 
 MAX_LIMIT: Final = 100
-#: Deep offsets make Postgres read and discard every skipped row; filters narrow instead.
-MAX_SKIP: Final = 1_000_000
-_BIGINT_MAX: Final = 2**63 - 1
+MAX_SKIP: Final = MAX_OFFSET
+_BIGINT_MAX: Final = BIGINT_MAX
 
 router = APIRouter(prefix="/items", tags=["items"])
 

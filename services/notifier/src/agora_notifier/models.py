@@ -104,4 +104,5 @@ delivery = sa.Table(
     sa.CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     sa.Index("ix_delivery_user_id_id", "user_id", "id"),
     sa.Index("ix_delivery_message_id", "message_id"),
+    sa.Index("ix_delivery_recipient_created_at", "recipient", "created_at"),
 )

@@ -1,5 +1,11 @@
 """What each event means for the projections and which emails it asks for.
 
+Mail policy (docs/security.md, "Who receives mail"): before its address is verified, an
+account's mail is the registration pair (welcome and verification) and re-sent verification
+emails, and one address receives at most ``UNVERIFIED_BOUND`` of those per ``BOUND_WINDOW_S``
+whichever accounts ask. Item mail, password resets, notices and the goodbye go only to a
+verified address.
+
 A planner runs inside the transaction that claims the event in the inbox: it applies the
 event to the projections and returns the emails to record. Addresses come from the
 projection (or, for commands and the email-change notice, from the users service's own
@@ -33,7 +39,7 @@ from agora_kit.deadletters import REDACTED
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agora_notifier import projection
+from agora_notifier import projection, records
 from agora_notifier.projection import clean_name
 from agora_notifier.records import Planned, scrub_user
 from agora_notifier.rendering import ITEM_KINDS, Kind, clean_header_text, normalise_address
@@ -55,6 +61,12 @@ LABELS = {
     "status": "Status",
 }
 MAX_VALUE_CHARS = 80
+#: Registration emails one address may receive per window, whichever accounts name it.
+UNVERIFIED_BOUND = 5
+#: The kinds an address nobody verified can receive (and that count towards its bound).
+UNVERIFIED_KINDS = (Kind.WELCOME.value, Kind.EMAIL_VERIFICATION.value)
+BOUND_WINDOW_S = 86_400
+NOT_VERIFIED = "address not verified"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +114,25 @@ async def _live_recipient(
 async def plan_registered(
     session: AsyncSession, envelope: Envelope, event: UserRegistered, links: Links
 ) -> list[Planned]:
-    """Project the new user; welcome them."""
+    """Project the new user; welcome them (within the address's bound)."""
     await projection.apply_registered(session, event, envelope.aggregateversion)
     found = await projection.get_recipient(session, event.user_id)
     if found is None or found.deleted:
         return []  # deleted before this registration was handled: no mail to a gone account
     context = {"name": _greet(event.name), "public_url": links.base()}
     address = normalise_address(event.email)
-    return [Planned(Kind.WELCOME, event.user_id, address, context["name"], context)]
+    skip = await _over_bound(session, address)
+    return [Planned(Kind.WELCOME, event.user_id, address, context["name"], context, skip)]
+
+
+async def _over_bound(session: AsyncSession, address: str) -> str | None:
+    """The skip reason when ``address`` had its share of registration mail lately, else None."""
+    recent = await records.recent_to(
+        session, address, kinds=UNVERIFIED_KINDS, within_s=BOUND_WINDOW_S
+    )
+    if recent >= UNVERIFIED_BOUND:
+        return f"bound: {recent} registration emails to this address within 24 h"
+    return None
 
 
 async def plan_updated(
@@ -124,22 +147,21 @@ async def plan_updated(
 async def plan_email_changed(
     session: AsyncSession, envelope: Envelope, event: UserEmailChanged, links: Links
 ) -> list[Planned]:
-    """Project the new address; notify the old and the new one."""
+    """Project the new address; tell the old one if it was verified.
+
+    The new address gets only its verification email (a command of its own): a notice to it
+    would be one more mail to an address nobody has proven to own.
+    """
     found = await _live_recipient(session, event.user_id, "email change")
     if found is None:
         return []
     await projection.apply_email_changed(session, event, envelope.aggregateversion)
-    base = {"name": _greet(found.name), "public_url": links.base()}
-    base |= {"old_email": event.old_email, "new_email": event.new_email}
     old, new = normalise_address(event.old_email), normalise_address(event.new_email)
-    planned = [
-        Planned(Kind.EMAIL_CHANGED, event.user_id, old, found.name, base | {"audience": "old"})
-    ]
-    if new != old:
-        planned.append(
-            Planned(Kind.EMAIL_CHANGED, event.user_id, new, found.name, base | {"audience": "new"})
-        )
-    return planned
+    if not found.email_verified or old == new:
+        return []
+    base = {"name": _greet(found.name), "public_url": links.base()}
+    base |= {"old_email": event.old_email, "new_email": event.new_email, "audience": "old"}
+    return [Planned(Kind.EMAIL_CHANGED, event.user_id, old, found.name, base)]
 
 
 async def plan_deleted(
@@ -149,7 +171,7 @@ async def plan_deleted(
     found = await _live_recipient(session, event.user_id, "account deletion")
     await projection.erase(session, event, envelope.aggregateversion)
     await scrub_user(session, event.user_id)
-    if found is None or found.email is None:
+    if found is None or found.email is None or not found.email_verified:
         return []
     context = {"name": _greet(found.name), "public_url": links.base()}
     return [Planned(Kind.GOODBYE, event.user_id, found.email, found.name, context)]
@@ -174,7 +196,13 @@ async def _command(
         "expires_at": when(event.expires_at),
     }
     address = normalise_address(event.email)
-    return [Planned(kind, event.user_id, address, context["name"], context)]
+    skip = None
+    if kind is Kind.EMAIL_VERIFICATION:
+        skip = await _over_bound(session, address)
+    elif found is None or not found.email_verified or found.email != address:
+        # A reset goes only to the verified address of the account.
+        skip = NOT_VERIFIED
+    return [Planned(kind, event.user_id, address, context["name"], context, skip_reason=skip)]
 
 
 async def plan_verification(
@@ -199,6 +227,8 @@ async def _item_mail(
         return []
     context = {"name": _greet(owner.name)} | context
     skip = None if owner.item_mail or kind not in ITEM_KINDS else "opted out of item mail"
+    if not owner.email_verified:
+        skip = NOT_VERIFIED
     return [Planned(kind, owner_id, owner.email, owner.name, context, skip_reason=skip)]
 
 

@@ -74,3 +74,21 @@ async def record(
             .on_conflict_do_nothing(constraint="uq_delivery_event_kind_recipient")
         )
         await session.execute(stmt)
+
+
+async def recent_to(
+    session: AsyncSession, recipient: str, *, kinds: Sequence[str], within_s: int
+) -> int:
+    """How many emails of ``kinds`` were recorded for ``recipient`` (not skipped) lately."""
+    since = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, within_s)
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(D)
+        .where(
+            D.c.recipient == recipient,
+            D.c.created_at > since,
+            D.c.kind.in_(list(kinds)),
+            D.c.status != DeliveryStatus.SKIPPED.value,
+        )
+    )
+    return int((await session.execute(stmt)).scalar_one())

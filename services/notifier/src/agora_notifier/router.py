@@ -6,6 +6,7 @@ from typing import Annotated
 
 from agora_kit.deadletter_routes import dead_letter_router
 from agora_kit.deps import CurrentUserDep, SessionDep, require_admin
+from agora_kit.params import MAX_OFFSET
 from fastapi import APIRouter, Query
 
 from agora_notifier import service
@@ -26,7 +27,7 @@ def build_router(*, group: str) -> APIRouter:
         session: SessionDep,
         status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> DeliveryPage:
         """List the emails sent to you, newest first, with their status."""
         return await service.list_deliveries(

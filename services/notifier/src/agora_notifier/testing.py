@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from agora_contract import Envelope, Event
+from agora_contract import Envelope, Event, FieldChange, UserUpdated
 from aiokafka import AIOKafkaProducer
 
 from agora_notifier.config import NotifierSettings
@@ -153,6 +153,13 @@ class Publisher:
         envelope = Envelope.wrap(event, **wrap)
         await self.envelope(envelope, self.topic_for(event))
         return envelope
+
+    async def verified(self, user_id: int, *, aggregateversion: int | None = None) -> Envelope:
+        """Publish that ``user_id`` verified its address (item mail and resets need that)."""
+        changes = {"email_verified": FieldChange(old=False, new=True)}
+        return await self.event(
+            UserUpdated(user_id=user_id, changes=changes), aggregateversion=aggregateversion
+        )
 
     async def envelope(self, envelope: Envelope, topic: str) -> None:
         """Publish an envelope as is (also a replayed one, with its id)."""

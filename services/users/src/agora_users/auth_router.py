@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
+from agora_kit.context import request_id_var
 from agora_kit.errors import Problem
-from fastapi import APIRouter, Body, Form, Response, status
+from agora_kit.uow import UnitOfWork
+from fastapi import APIRouter, BackgroundTasks, Body, Form, Response, status
 from fastapi.responses import JSONResponse
 
 from agora_users import recovery, service, sessions
@@ -24,6 +27,8 @@ from agora_users.schemas import (
     normalise_email,
 )
 from agora_users.sessions import TokenPair
+
+logger = logging.getLogger("agora.users.auth")
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -168,18 +173,35 @@ async def resend_verification(principal: CurrentUserDep, uow: UowDep, rt: Runtim
     responses={429: {"model": Problem, "description": "Too many requests from this client"}},
 )
 async def request_password_reset(
-    body: PasswordResetRequest, uow: UowDep, rt: RuntimeDep, client: ClientDep
+    body: PasswordResetRequest,
+    uow: UowDep,
+    rt: RuntimeDep,
+    client: ClientDep,
+    background: BackgroundTasks,
 ) -> Message:
     """Send a reset link if an account uses the address; the answer is the same either way."""
-    await recovery.request_password_reset(
-        uow=uow,
-        signer=rt.signer,
-        settings=rt.settings,
-        limits=rt.reset_limits,
-        email=body.email,
-        client=client,
+    await recovery.check_reset_client(rt.reset_limits, client)
+    # After the response: looking the account up and issuing a token take time only when it
+    # exists, and the answer's timing must not tell (OWASP, authentication cheat sheet).
+    background.add_task(
+        _queue_reset, uow=uow, rt=rt, email=body.email, request_id=request_id_var.get()
     )
     return Message(detail="If an account uses this address, a reset link is on its way.")
+
+
+async def _queue_reset(
+    *, uow: UnitOfWork, rt: UsersRuntime, email: str, request_id: str | None
+) -> None:
+    token = request_id_var.set(request_id)
+    try:
+        await recovery.queue_password_reset(
+            uow=uow, signer=rt.signer, settings=rt.settings, limits=rt.reset_limits, email=email
+        )
+    except Exception:
+        # Nobody waits for this answer any more: log it, as the request would have.
+        logger.exception("password reset request failed after the response")
+    finally:
+        request_id_var.reset(token)
 
 
 @router.post(

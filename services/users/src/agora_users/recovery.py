@@ -50,9 +50,28 @@ async def request_password_reset(
     The caller answers the same either way. The per-address limit counts unknown addresses
     too, so hitting it reveals nothing; it stops anyone from flooding a mailbox.
     """
+    await check_reset_client(limits, client)
+    return await queue_password_reset(
+        uow=uow, signer=signer, settings=settings, limits=limits, email=email
+    )
+
+
+async def check_reset_client(limits: ResetLimits, client: str | None) -> None:
+    """Count a reset request from ``client``; 429 beyond its limit (same for every address)."""
     if client is not None:
         await limits.by_client.check(client, "Too many password-reset requests; try later.")
         await limits.by_client.hit(client)
+
+
+async def queue_password_reset(
+    *,
+    uow: UnitOfWork,
+    signer: TokenSigner,
+    settings: UsersSettings,
+    limits: ResetLimits,
+    email: str,
+) -> bool:
+    """The part of a reset request whose cost depends on the account existing (run it late)."""
     if await limits.by_email.hit(email) > limits.by_email.limit:
         return False
     async with uow:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from agora_kit.app import API_PREFIX
 from agora_kit.errors import Problem
+from agora_kit.params import BIGINT_MAX, MAX_OFFSET
 from fastapi import APIRouter, Path, Query, Response, status
 
 from agora_users import admin, service
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 _AUTH_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "Missing, invalid or revoked access token"},
 }
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
+UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's id.")]
 
 
 @router.post(
@@ -141,7 +142,7 @@ async def change_password(
 async def list_users(
     _admin: AdminDep,
     session: SessionDep,
-    skip: Annotated[int, Query(ge=0, le=1_000_000, description="Accounts to skip.")] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Accounts to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     search: Annotated[
         str | None,

@@ -33,8 +33,16 @@ def normalise_email(value: str) -> str:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from exc
+    if not checked.local_part.isascii():
+        # Mail to such an address needs SMTPUTF8 end to end; without it the verification mail
+        # could never be delivered and the account never verified (issue 13, finding 7).
+        raise ValueError(
+            "the part before the @ must be ASCII: internationalised mailbox names are not "
+            "supported (a non-ASCII domain is fine)"
+        )
     # Addresses are matched case-insensitively: nobody expects Bob@ and bob@ to be two users.
-    normalised = checked.normalized.lower()
+    # An internationalised domain is kept in its ASCII (IDNA) form, which any relay delivers.
+    normalised = (checked.ascii_email or checked.normalized).lower()
     if len(normalised) > EMAIL_MAX:
         raise ValueError(f"the email address is longer than {EMAIL_MAX} characters")
     return normalised

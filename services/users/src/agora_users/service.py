@@ -133,7 +133,10 @@ async def register_user(
             UserRegistered(user_id=user.id, email=user.email, name=user.name, registered_at=now),
             aggregateversion=user.version,
         )
-        if not verified:
+        if verified:
+            # Tells the notifier the address is verified (its welcome waits for that).
+            record_update(uow, user, {"email_verified": FieldChange(old=False, new=True)})
+        else:
             await issue_verification(uow, signer=signer, settings=settings, user=user)
         await uow.commit()
     return user

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
+from agora_kit.params import parse_user_id
 
 from agora_users.config import UsersSettings
 from agora_users.exceptions import InvalidOneTimeToken
@@ -118,10 +119,10 @@ class TokenSigner:
                 leeway=self._leeway,
                 options={"require": list(_ONE_TIME_CLAIMS)},
             )
-            sub = claims["sub"]
-            if not isinstance(sub, str) or not sub.isdigit():
+            user_id = parse_user_id(claims["sub"])
+            if user_id is None:
                 raise InvalidOneTimeToken()
-            return OneTimeClaims(user_id=int(sub), jti=uuid.UUID(str(claims["jti"])))
+            return OneTimeClaims(user_id=user_id, jti=uuid.UUID(str(claims["jti"])))
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidOneTimeToken() from exc
 

@@ -26,6 +26,7 @@ from agora_kit.docsprefix import DocsPrefixMiddleware
 from agora_kit.errors import Problem, install_error_handlers
 from agora_kit.health import DEFAULT_READY_CHECKS, ReadyCheck, health_router
 from agora_kit.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
+from agora_kit.inputs import InputGuardMiddleware
 from agora_kit.lifecycle import Component
 from agora_kit.logging import configure_logging
 from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
@@ -169,6 +170,8 @@ def create_service_app(
             retry_after_s=settings.retry_after_s,
         )
     )
+    # Inside the request context (its 422s carry the request id), before idempotency stores them.
+    middleware.append(Middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes))
     exclude = idempotency_exclude if idempotency_exclude is not None else [f"{api_prefix}/auth"]
     middleware.append(Middleware(IdempotencyMiddleware, exclude_prefixes=exclude))
 

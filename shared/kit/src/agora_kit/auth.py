@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agora_kit.errors import Forbidden, ServiceUnavailable, Unauthorized
+from agora_kit.params import parse_user_id
 from agora_kit.settings import ServiceSettings
 
 logger = logging.getLogger("agora.auth")
@@ -229,8 +230,10 @@ class JwtVerifier:
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
-    sub, roles, jti = claims["sub"], claims.get("roles", []), claims["jti"]
-    if not isinstance(sub, str) or not sub.isdigit() or not sub.isascii():
+    roles, jti = claims.get("roles", []), claims["jti"]
+    # A signed "0" or a 20-digit subject is still not a user id: it would reach the database.
+    user_id = parse_user_id(claims["sub"])
+    if user_id is None:
         raise Unauthorized("The token's subject is not a user id.")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("The token's roles are malformed.")
@@ -240,7 +243,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(exp, int | float):
         raise Unauthorized("The token's expiry is malformed.")
     return Principal(
-        user_id=int(sub),
+        user_id=user_id,
         roles=frozenset(roles),
         email_verified=claims.get("email_verified") is True,
         jti=jti,

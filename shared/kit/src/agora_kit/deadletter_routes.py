@@ -26,6 +26,7 @@ from agora_kit.deadletters import (
     ErrorKind,
 )
 from agora_kit.errors import Conflict, NotFound
+from agora_kit.params import BIGINT_MAX, MAX_OFFSET
 
 MAX_PAGE = 200
 
@@ -122,14 +123,14 @@ def dead_letter_router(
     """
     router = APIRouter(dependencies=[Depends(admin)], tags=list(tags))
     store_dep = Annotated[DeadLetterStore, Depends(store)]
-    id_path = Annotated[int, Path(ge=1, description="The dead letter's id.")]
+    id_path = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The dead letter's id.")]
 
     @router.get("", response_model=DeadLetterPage)
     async def list_dead_letters(
         letters: store_dep,
         status: DeadLetterStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> DeadLetterPage:
         """List dead letters, newest first."""
         items = await letters.list(group=group, status=status, limit=limit, offset=offset)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import math
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -88,6 +90,44 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def renderable(value: Any) -> Any:
+    """Return ``value`` with what JSON in UTF-8 cannot carry made printable.
+
+    Non-finite floats become their name (``"inf"``) and lone surrogates U+FFFD: an echoed input
+    must never turn a 4xx into a 500 while its body is rendered.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, Mapping):
+        return {renderable(k): renderable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [renderable(v) for v in value]
+    return value
+
+
+class ProblemResponse(JSONResponse):
+    """``application/problem+json`` that renders whatever the problem echoes."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        """Serialise strictly; on a value JSON or UTF-8 cannot carry, serialise a cleaned copy."""
+        try:
+            return json.dumps(
+                content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8")
+        except ValueError:  # UnicodeEncodeError is one too
+            return json.dumps(
+                renderable(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8")
+
+
 def problem_response(
     scope: Scope,
     status: int,
@@ -109,7 +149,7 @@ def problem_response(
     }
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 class DomainError(Exception):
@@ -267,6 +307,29 @@ def dependency_down(exc: BaseException) -> str | None:
     return None
 
 
+def unstorable_value(exc: BaseException) -> str | None:
+    """Name the kind when ``exc`` means the database refused a value the client sent, else None.
+
+    A backstop: SQLSTATE class 22 (data exception: out of range, NUL, bad encoding) from the
+    server, and asyncpg's client-side refusal to encode an argument (an int beyond 64 bits, a
+    lone surrogate), which it raises before anything is sent.
+    """
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        orig = exc.orig
+        code = _sqlstate(orig)
+        if code.startswith("22"):
+            return f"SQLSTATE {code}"
+        cause = getattr(orig, "__cause__", None)
+        if type(orig).__name__ == "DataError" or isinstance(
+            cause, OverflowError | UnicodeEncodeError
+        ):
+            return type(cause or orig).__name__
+        return None
+    if isinstance(exc, OverflowError | UnicodeEncodeError) and _origin(exc) == "database":
+        return type(exc).__name__
+    return None
+
+
 def _origin(exc: BaseException) -> str:
     """Guess which client raised a bare socket error (asyncpg's connect does) from its frames."""
     tb = exc.__traceback__
@@ -297,7 +360,7 @@ def _redact(value: Any) -> Any:
 
 def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
-        return value
+        return renderable(value)
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -386,6 +449,24 @@ def unhandled_problem(scope: Scope, exc: BaseException, *, retry_after_s: int) -
         return http_exception_problem(scope, exc)
     if isinstance(exc, DomainError):
         return domain_problem(scope, exc, retry_after_s=retry_after_s)
+    if isinstance(exc, RequestValidationError):
+        return problem_response(
+            scope,
+            422,
+            detail="The request does not match the expected schema.",
+            extra={"errors": validation_errors(exc.errors())},
+        )
+    unstorable = unstorable_value(exc)
+    if unstorable is not None:
+        # Input validation let a value through that the database refuses: the request's fault.
+        logger.warning(
+            "unstorable value on %s %s: %s", scope.get("method"), scope.get("path"), unstorable
+        )
+        return problem_response(
+            scope,
+            422,
+            detail="A value in the request is out of range or cannot be stored.",
+        )
     down = dependency_down(exc)
     if down is not None:
         # The driver's own message, not str(exc): SQLAlchemy's carries the statement's parameters.

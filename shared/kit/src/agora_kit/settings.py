@@ -72,8 +72,9 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = Field(default="agora", validation_alias="JWT_AUDIENCE")
 
     cors_origins: list[str] = Field(default_factory=list, validation_alias="CORS_ORIGINS")
-    #: ``X-Process-Time`` sharpens timing attacks on login: on by default in development only.
-    process_time_header: bool | None = Field(default=None, validation_alias="PROCESS_TIME_HEADER")
+    #: ``X-Process-Time`` hands clients a clean timing channel (account enumeration, login
+    #: timing): off unless turned on, in development too (a development stack is reachable).
+    process_time_header: bool = Field(default=False, validation_alias="PROCESS_TIME_HEADER")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
 
@@ -150,9 +151,7 @@ class ServiceSettings(BaseSettings):
 
     @property
     def show_process_time(self) -> bool:
-        """Whether responses carry ``X-Process-Time``."""
-        if self.process_time_header is None:
-            return self.is_development
+        """Whether responses carry ``X-Process-Time`` (only if ``PROCESS_TIME_HEADER`` is on)."""
         return self.process_time_header
 
     def secret_fields(self) -> dict[str, SecretStr]:
