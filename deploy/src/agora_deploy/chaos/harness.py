@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -166,6 +167,26 @@ class Stack:
             await conn.close()
 
 
+_TOKEN = re.compile(r"verify-email\?token=([^\s\"'<>&]+)")
+
+
+async def _verification_token(mail: httpx.AsyncClient, api: str, email: str) -> str | None:
+    """The token of the verification link mailed to ``email``, once it has arrived."""
+    try:
+        found = await mail.get(f"{api}/api/v1/search", params={"query": f"to:{email}"})
+        found.raise_for_status()
+        for summary in found.json()["messages"]:
+            if "confirm your email" not in str(summary["Subject"]).lower():
+                continue
+            body = await mail.get(f"{api}/api/v1/message/{summary['ID']}")
+            match = _TOKEN.search(str(body.json()["Text"]))
+            if match:
+                return urllib.parse.unquote(match.group(1))
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None  # the sink is restarting: ask again
+    return None
+
+
 def _title(resp: httpx.Response) -> str:
     """The problem title of an error response (its first bytes when it is not JSON)."""
     try:
@@ -233,6 +254,10 @@ class Load:
             return
         if not with_item:
             return
+        # Item mail goes to verified addresses only: follow the link, as the owner would.
+        if not await self.verify(client, email):
+            self.failed += 1
+            return
         token = await self._request(
             client,
             "POST",
@@ -254,6 +279,26 @@ class Load:
         if item is None or item.status_code != 201:
             self.failed += 1
             self.errors[f"item: {'gave up' if item is None else item.status_code}"] += 1
+
+    async def verify(self, client: httpx.AsyncClient, email: str) -> bool:
+        """Wait for the verification email in the sink and post its token."""
+        deadline = time.monotonic() + self.retry_budget_s
+        mail_api = self.stack.component("mail").url
+        async with httpx.AsyncClient(timeout=10) as mail:
+            while time.monotonic() < deadline:
+                link = await _verification_token(mail, mail_api, email)
+                if link is not None:
+                    resp = await self._request(
+                        client, "POST", "/api/v1/auth/verify-email", json={"token": link}
+                    )
+                    if resp is not None and resp.status_code in (200, 204):
+                        return True
+                    self.errors[f"verify: {'gave up' if resp is None else resp.status_code}"] += 1
+                    return False
+                await asyncio.sleep(0.5)
+                mail_api = self.stack.component("mail").url  # it moves on `agora down`/`up`
+        self.errors["verify: no verification email"] += 1
+        return False
 
     async def run(self, count: int, rate: float, *, item_every: int = 0) -> None:
         """``count`` registrations at ``rate`` per second (open loop), all awaited."""
