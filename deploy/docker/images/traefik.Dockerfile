@@ -2,6 +2,6 @@
 ARG BASE_IMAGE=agora-local/debian:bookworm
 FROM ${BASE_IMAGE}
 COPY traefik /usr/local/bin/traefik
-RUN chmod 0755 /usr/local/bin/traefik && traefik version
+RUN traefik version
 EXPOSE 80
 ENTRYPOINT ["traefik"]

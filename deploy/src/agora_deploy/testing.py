@@ -22,7 +22,6 @@ from typing import TypeVar
 
 import pytest
 
-from agora_deploy.containers import ContainerInfra, use_containers
 from agora_deploy.launchers.kafka import Broker
 from agora_deploy.launchers.process import free_port
 from agora_deploy.services import available_services
@@ -49,6 +48,9 @@ def agora_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     Embedded processes by default; containers when ``AGORA_TEST_INFRA=docker``
     (agora_deploy.containers). The fixtures below work the same on both.
     """
+    # Imported here: the module is also a pytest plugin (below), registered after this import.
+    from agora_deploy.containers import ContainerInfra, use_containers
+
     infra: Infra
     if use_containers():
         infra = ContainerInfra(tmp_path_factory.mktemp("agora-containers"))
