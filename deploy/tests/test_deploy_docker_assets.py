@@ -371,9 +371,12 @@ def test_dockerfile_builds_each_service_from_the_lock_into_a_non_root_slim_image
     assert '--frozen --no-dev --no-install-workspace --package "agora-${SERVICE}"' in text
     assert '--frozen --no-dev --no-editable --package "agora-${SERVICE}"' in text
     assert "UV_PROJECT_ENVIRONMENT=/app/.venv" in text
-    # Every file it copies exists (a COPY of a missing file fails the build).
+    # Every file it copies exists (a COPY of a missing file fails the build), build arguments
+    # taken at their defaults.
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
     for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.MULTILINE):
         for source in sources.split():
+            source = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], source)
             assert (REPO / source).exists(), f"COPY {source}: no such file"
     # Every workspace member's manifest is copied before the dependency layer is synced.
     root = REPO / "pyproject.toml"
