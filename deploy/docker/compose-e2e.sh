@@ -33,8 +33,6 @@ files=(-f docker-compose.yml)
 if [ "$offline" = 1 ]; then
     files+=(-f deploy/docker/compose.offline.yml)
     deploy/docker/images.sh all
-else
-    deploy/docker/images.sh services
 fi
 
 free_port() { "$ROOT/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -83,6 +81,11 @@ down() {
 }
 trap down EXIT
 trap 'exit 130' INT TERM
+
+if [ "$offline" = 0 ]; then
+    # With a registry: the service images as docker-compose.yml builds them (from the index).
+    compose build --quiet
+fi
 
 started=$SECONDS
 say "starting the stack (project $PROJECT, gateway on port $gateway_port)"
