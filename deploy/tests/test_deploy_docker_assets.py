@@ -657,8 +657,8 @@ class _Images:
 
 
 class _Client:
-    def __init__(self, local: set[str], pullable: frozenset[str] = frozenset()) -> None:
-        self.images = _Images(set(local), set(pullable))
+    def __init__(self, local: set[str], pullable: set[str] | None = None) -> None:
+        self.images = _Images(set(local), set(pullable or ()))
 
 
 def test_image_choice_setting_then_offline_switch_then_official_then_fallback() -> None:
