@@ -195,6 +195,10 @@ stop() {
     done
     undo_network
     rm -f "$PIDFILE" "$SOCKET"
+    # The daemon's runtime state (the image cache in DATA_ROOT stays for the next run).
+    rm -rf "$EXEC_ROOT"
+    rm -f "$STATE_DIR/dockerd.log.old"
+    [ ! -f "$LOG" ] || mv "$LOG" "$STATE_DIR/dockerd.log.old"
     say "stopped; ip_forward=$(sysctl -n net.ipv4.ip_forward)," \
         "FORWARD policy $(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" {print $3}')"
 }

@@ -254,6 +254,7 @@ service_images() {
             || { tail -n 40 "$CACHE/build.log" >&2; say "building agora/$service failed"; exit 1; }
         say "built agora/$service in $((SECONDS - started)) s"
     done
+    rm -rf "$ROOT/.wheelhouse"
 }
 
 what="${1:-all}"
