@@ -75,6 +75,8 @@ def run_init(env: Mapping[str, str], server_url: str) -> subprocess.CompletedPro
         "PGHOST": parts.hostname or "127.0.0.1",
         "PGPORT": str(parts.port),
         "POSTGRES_USER": parts.username or "postgres",
+        # A server with password authentication (the container of AGORA_TEST_INFRA=docker).
+        "PGPASSWORD": parts.password or "",
         **env,
     }
     return subprocess.run(
@@ -88,7 +90,8 @@ def psql(server_url: str, sql: str) -> list[list[str]]:
     host, port, user = parts.hostname or "127.0.0.1", str(parts.port), parts.username or "postgres"
     argv = [str(pg_bin_dir() / "psql"), "-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"]
     argv += ["-h", host, "-p", port, "-U", user, "-d", "postgres", "-c", sql]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    env = {"PATH": BASE_PATH, "PGPASSWORD": parts.password or ""}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=True)
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
