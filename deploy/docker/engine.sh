@@ -123,9 +123,9 @@ undo_network() {
         local table chain rule
         # Rules in the built-in chains that jump to Docker's chains or name its bridges.
         for table in filter nat; do
-            iptables -t "$table" -S 2>/dev/null \
-                | grep -E '^-A (FORWARD|PREROUTING|OUTPUT|POSTROUTING|INPUT) ' \
-                | grep -E 'DOCKER|docker0|br-[0-9a-f]{12}|172\.17\.' \
+            { iptables -t "$table" -S 2>/dev/null || true; } \
+                | { grep -E '^-A (FORWARD|PREROUTING|OUTPUT|POSTROUTING|INPUT) ' || true; } \
+                | { grep -E 'DOCKER|docker0|br-[0-9a-f]{12}|172\.17\.' || true; } \
                 | while read -r rule; do
                     # shellcheck disable=SC2086 # the rule is a list of words
                     iptables -t "$table" ${rule/-A /-D } 2>/dev/null || true
@@ -153,6 +153,11 @@ stop() {
         if answers; then
             say "the engine on $SOCKET was not started by this script: cleaning our labels only"
             clean_by_label
+        elif [ -f "$NETFILE" ]; then
+            # Our daemon ended on its own (or a stop was interrupted): undo its network changes.
+            say "not running; undoing the network changes of the daemon we started"
+            undo_network
+            rm -rf "$EXEC_ROOT"
         else
             say "not running"
         fi
@@ -187,12 +192,11 @@ stop() {
         kill -TERM "$cpid" 2>/dev/null || true
     fi
     # overlay mounts left by a killed daemon would keep the data root busy.
-    grep -F " $DATA_ROOT/" /proc/mounts | awk '{print $2}' | sort -r | while read -r mnt; do
-        umount -l "$mnt" 2>/dev/null || true
-    done
-    grep -F " $EXEC_ROOT" /proc/mounts | awk '{print $2}' | sort -r | while read -r mnt; do
-        umount -l "$mnt" 2>/dev/null || true
-    done
+    # (No match is no error: `|| true` keeps set -o pipefail from ending the script here.)
+    { grep -F -e " $DATA_ROOT/" -e " $EXEC_ROOT" /proc/mounts || true; } | awk '{print $2}' \
+        | sort -r | while read -r mnt; do
+            umount -l "$mnt" 2>/dev/null || true
+        done
     undo_network
     rm -f "$PIDFILE" "$SOCKET"
     # The daemon's runtime state (the image cache in DATA_ROOT stays for the next run).
