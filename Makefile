@@ -3,7 +3,8 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean
+.PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean \
+	images test-docker test-docker-ci compose-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +29,30 @@ status: install ## show what runs where
 
 test: install ## run the test suite against the embedded stack
 	$(UV) run pytest
+
+images: install ## build every container image with no registry (stand-ins + services; docs/compose.md)
+	deploy/docker/images.sh all
+
+# The integration tests on containers (AGORA_TEST_INFRA=docker); AGORA_OFFLINE_IMAGES=1 picks the
+# stand-ins. Containers are removed by label afterwards, whatever the outcome.
+DOCKER_TEST_ENV := AGORA_TEST_INFRA=docker TESTCONTAINERS_RYUK_DISABLED=true \
+	TESTCONTAINERS_CONNECTION_MODE=docker_host
+DOCKER_CI_TESTS := shared/kit/tests services/items/tests
+
+test-docker: install ## run every package's integration tests on containers (needs a Docker engine)
+	@deploy/docker/engine.sh status >/dev/null 2>&1 || { echo "no Docker engine answers: run 'sudo deploy/docker/engine.sh start' (installs docker.io when missing)"; exit 1; }
+	@if [ "$${AGORA_OFFLINE_IMAGES:-}" = 1 ]; then deploy/docker/images.sh backing; fi
+	$(DOCKER_TEST_ENV) $(UV) run pytest --ignore=tests/e2e $(PYTEST_ARGS); \
+		status=$$?; deploy/docker/clean.sh tests; exit $$status
+
+test-docker-ci: install ## CI's subset on containers: the kit's and the items service's integration tests
+	@deploy/docker/engine.sh status >/dev/null 2>&1 || { echo "no Docker engine answers: run 'sudo deploy/docker/engine.sh start'"; exit 1; }
+	@if [ "$${AGORA_OFFLINE_IMAGES:-}" = 1 ]; then deploy/docker/images.sh backing; fi
+	$(DOCKER_TEST_ENV) $(UV) run pytest $(DOCKER_CI_TESTS) $(PYTEST_ARGS); \
+		status=$$?; deploy/docker/clean.sh tests; exit $$status
+
+compose-e2e: install ## build the images, start docker-compose.yml, run tests/e2e through its gateway, tear down
+	deploy/docker/compose-e2e.sh $(PYTEST_ARGS)
 
 chaos: install ## fault injection with reconciliation, every scenario (~15 min); updates docs/reliability.md
 	$(UV) run python -m agora_deploy.chaos --write-docs

@@ -2,6 +2,11 @@
 #   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=users -t agora/users .
 # docker-compose.yml builds all three. Only classic Dockerfile syntax (no BuildKit-only
 # features), so both the legacy builder and BuildKit build it.
+#
+# Offline (no registry, no index): --build-arg WHEELHOUSE=.wheelhouse names a folder of the
+# build context holding requirements-<service>.txt exported from uv.lock (with hashes) and the
+# wheels they name, plus uv and the build backend; deploy/docker/images.sh makes it on the host
+# and builds with --network none. Without it, uv resolves from the lock against the index.
 
 # A patch release, never the floating 3.11 tag: 3.11.10 fixed CVE-2024-6923 (email header
 # injection through encoded-words) and 3.11.15 CVE-2026-1299 (BytesGenerator did not check
@@ -12,11 +17,18 @@ ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ARG SERVICE
 ARG UV_VERSION=0.13.9
+ARG WHEELHOUSE=deploy/docker/wheelhouse
 RUN case "${SERVICE}" in \
         users|items|notifier) ;; \
         *) echo "build with --build-arg SERVICE=users|items|notifier (got '${SERVICE}')" >&2; exit 1 ;; \
     esac
-RUN pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+COPY ${WHEELHOUSE}/ /wheels/
+RUN if [ -f "/wheels/requirements-${SERVICE}.txt" ]; then \
+        pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels \
+            "uv==${UV_VERSION}"; \
+    else \
+        pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"; \
+    fi
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_NO_CACHE=1 \
@@ -33,12 +45,23 @@ COPY deploy/pyproject.toml deploy/pyproject.toml
 COPY services/users/pyproject.toml services/users/pyproject.toml
 COPY services/items/pyproject.toml services/items/pyproject.toml
 COPY services/notifier/pyproject.toml services/notifier/pyproject.toml
-RUN uv sync --frozen --no-dev --no-install-workspace --package "agora-${SERVICE}"
+RUN if [ -f "/wheels/requirements-${SERVICE}.txt" ]; then \
+        uv venv --quiet /app/.venv \
+        && uv pip install --python /app/.venv/bin/python --no-index --find-links /wheels \
+            --require-hashes -r "/wheels/requirements-${SERVICE}.txt"; \
+    else \
+        uv sync --frozen --no-dev --no-install-workspace --package "agora-${SERVICE}"; \
+    fi
 # 2. The workspace packages the service needs (contract, kit, the service), as real installs
 #    rather than editable links, so the runtime stage needs no source tree.
 COPY shared/ shared/
 COPY services/ services/
-RUN uv sync --frozen --no-dev --no-editable --package "agora-${SERVICE}"
+RUN if [ -f "/wheels/requirements-${SERVICE}.txt" ]; then \
+        uv pip install --python /app/.venv/bin/python --no-index --find-links /wheels \
+            --no-deps ./shared/contract ./shared/kit "./services/${SERVICE}"; \
+    else \
+        uv sync --frozen --no-dev --no-editable --package "agora-${SERVICE}"; \
+    fi
 
 # --- runtime: slim Python, the venv, the service's migrations, a non-root user --------------
 FROM ${PYTHON_IMAGE} AS runtime

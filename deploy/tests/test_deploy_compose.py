@@ -665,3 +665,65 @@ def test_docker_compose_tls_override_publishes_https_and_keeps_the_dynamic_confi
     others = {n: s for n, s in real["services"].items() if n != "gateway"}
     for name, service in others.items():
         assert published_ports(service) == EXPECTED_PORTS.get(name, set()), name
+
+
+# --- the offline override: the stand-in images, `make compose-e2e` -----------------------------
+
+OFFLINE_OVERRIDE = REPO / "deploy" / "docker" / "compose.offline.yml"
+
+
+def _offline() -> dict[str, Any]:
+    document = yaml.safe_load(OFFLINE_OVERRIDE.read_text())
+    assert isinstance(document, dict)
+    services: dict[str, Any] = document["services"]
+    return services
+
+
+def test_offline_override_uses_the_stand_ins_the_tests_and_images_sh_name() -> None:
+    from agora_deploy.containers import IMAGES
+
+    offline = _offline()
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    built = (REPO / "deploy" / "docker" / "images.sh").read_text()
+    compose_name = {"postgres": "postgres", "redis": "redis", "kafka": "kafka", "mail": "mailpit"}
+    for name, choice in IMAGES.items():
+        service = compose_name[name]
+        # The official image is docker-compose.yml's; the stand-in never takes its name.
+        assert base[service]["image"] == choice.official, name
+        assert offline[service]["image"] == choice.stand_in, name
+        assert choice.stand_in.startswith("agora-local/"), name
+        assert choice.stand_in in built, f"images.sh does not build {choice.stand_in}"
+    assert offline["gateway"]["image"].startswith("agora-local/traefik:")
+    assert offline["gateway"]["image"].split(":")[1] == base["gateway"]["image"].split(":")[1]
+    assert offline["gateway"]["image"] in built
+
+
+def test_offline_broker_listens_where_the_services_dial_and_they_do_not_ask_for_idempotence() -> (
+    None
+):
+    offline = _offline()
+    command = offline["kafka"]["command"]
+    bootstrap = yaml.safe_load(COMPOSE.read_text())["x-service-env"]["KAFKA_BOOTSTRAP_SERVERS"]
+    host, port = bootstrap.split(":")
+    assert command[command.index("--advertised-listener-url") + 1] == f"tcp://{bootstrap}"
+    assert command[command.index("--listener-url") + 1] == f"tcp://0.0.0.0:{port}"
+    assert host == "kafka"
+    # The official healthcheck runs Kafka's own scripts, which the stand-in does not have.
+    assert port in " ".join(offline["kafka"]["healthcheck"]["test"])
+    assert "8025/readyz" in " ".join(offline["mailpit"]["healthcheck"]["test"])
+    for service in ("users", "items", "notifier"):
+        assert offline[service]["environment"]["KAFKA_ENABLE_IDEMPOTENCE"] == "false", service
+
+
+@needs_compose
+def test_docker_compose_merges_the_offline_override(tmp_path: Path) -> None:
+    real = rendered(docker_compose_config(tmp_path, secrets_env(), COMPOSE, OFFLINE_OVERRIDE))
+    services = real["services"]
+    assert services["postgres"]["image"] == "agora-local/postgres:18"
+    assert services["kafka"]["image"] == "agora-local/tansu:0.6"
+    for service in ("users", "items", "notifier"):
+        env = environment(services[service])
+        assert env["KAFKA_ENABLE_IDEMPOTENCE"] == "false", service
+        # The rest of the environment is the base file's, untouched.
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+        assert env["DATABASE_URL"].startswith(f"postgresql://{service}:")

@@ -75,6 +75,8 @@ def run_init(env: Mapping[str, str], server_url: str) -> subprocess.CompletedPro
         "PGHOST": parts.hostname or "127.0.0.1",
         "PGPORT": str(parts.port),
         "POSTGRES_USER": parts.username or "postgres",
+        # A server with password authentication (the container of AGORA_TEST_INFRA=docker).
+        "PGPASSWORD": parts.password or "",
         **env,
     }
     return subprocess.run(
@@ -88,7 +90,8 @@ def psql(server_url: str, sql: str) -> list[list[str]]:
     host, port, user = parts.hostname or "127.0.0.1", str(parts.port), parts.username or "postgres"
     argv = [str(pg_bin_dir() / "psql"), "-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"]
     argv += ["-h", host, "-p", port, "-U", user, "-d", "postgres", "-c", sql]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    env = {"PATH": BASE_PATH, "PGPASSWORD": parts.password or ""}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=True)
     return [line.split("|") for line in result.stdout.splitlines() if line]
 
 
@@ -370,9 +373,12 @@ def test_dockerfile_builds_each_service_from_the_lock_into_a_non_root_slim_image
     assert '--frozen --no-dev --no-install-workspace --package "agora-${SERVICE}"' in text
     assert '--frozen --no-dev --no-editable --package "agora-${SERVICE}"' in text
     assert "UV_PROJECT_ENVIRONMENT=/app/.venv" in text
-    # Every file it copies exists (a COPY of a missing file fails the build).
+    # Every file it copies exists (a COPY of a missing file fails the build), build arguments
+    # taken at their defaults.
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
     for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.MULTILINE):
         for source in sources.split():
+            source = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], source)
             assert (REPO / source).exists(), f"COPY {source}: no such file"
     # Every workspace member's manifest is copied before the dependency layer is synced.
     root = REPO / "pyproject.toml"
@@ -624,3 +630,110 @@ def test_gateway_tls_override_serves_the_mounted_certificate_and_redirects_http(
         )
     finally:
         process.stop(timeout=10)
+
+
+# --- the container infrastructure (agora_deploy.containers) and its scripts --------------------
+
+
+class _Images:
+    """The part of docker-py's image API resolve_image uses, over a set of local images."""
+
+    def __init__(self, local: set[str], pullable: set[str]) -> None:
+        self.local = local
+        self.pullable = pullable
+        self.pulled: list[str] = []
+
+    def get(self, name: str) -> str:
+        import docker.errors
+
+        if name not in self.local:
+            raise docker.errors.ImageNotFound(name)
+        return name
+
+    def pull(self, name: str) -> str:
+        self.pulled.append(name)
+        if name not in self.pullable:
+            raise ConnectionError(f"no registry for {name}")
+        self.local.add(name)
+        return name
+
+
+class _Client:
+    def __init__(self, local: set[str], pullable: set[str] | None = None) -> None:
+        self.images = _Images(set(local), set(pullable or ()))
+
+
+def test_image_choice_setting_then_offline_switch_then_official_then_fallback() -> None:
+    from agora_deploy.containers import IMAGES, resolve_image
+
+    pg = IMAGES["postgres"]
+    # The setting wins over everything.
+    assert resolve_image("postgres", {pg.setting: "mine:1"}, _Client(set())) == "mine:1"
+    # The offline switch picks the stand-in without trying a registry.
+    client = _Client({pg.stand_in})
+    assert resolve_image("postgres", {"AGORA_OFFLINE_IMAGES": "1"}, client) == pg.stand_in
+    assert client.images.pulled == []
+    with pytest.raises(LaunchError, match="make images"):
+        resolve_image("postgres", {"AGORA_OFFLINE_IMAGES": "1"}, _Client(set()))
+    # Default: the official image, present or pulled.
+    assert resolve_image("postgres", {}, _Client({pg.official})) == pg.official
+    assert resolve_image("postgres", {}, _Client(set(), {pg.official})) == pg.official
+    # A failed pull falls back to a built stand-in, or says how to build one.
+    assert resolve_image("postgres", {}, _Client({pg.stand_in})) == pg.stand_in
+    with pytest.raises(LaunchError, match="make images"):
+        resolve_image("postgres", {}, _Client(set()))
+
+
+def test_the_infra_switch_takes_embedded_or_docker_only() -> None:
+    from agora_deploy.containers import use_containers
+
+    assert use_containers({}) is False
+    assert use_containers({"AGORA_TEST_INFRA": "embedded"}) is False
+    assert use_containers({"AGORA_TEST_INFRA": " Docker "}) is True
+    with pytest.raises(LaunchError, match="embedded"):
+        use_containers({"AGORA_TEST_INFRA": "podman"})
+
+
+def test_kafka_readiness_probe_needs_an_answer_not_an_open_port(kafka_bootstrap: str) -> None:
+    from agora_deploy.containers import kafka_answers
+
+    host, port = kafka_bootstrap.rsplit(":", 1)
+    assert kafka_answers(host, int(port))
+    # A port that accepts and closes (as Docker's proxy does before the broker listens).
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        accepting = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+        accepting.start()
+        assert not kafka_answers("127.0.0.1", server.getsockname()[1], timeout=2)
+    assert not kafka_answers("127.0.0.1", free_port(), timeout=1)
+
+
+def test_scripts_parse_and_say_how_to_use_them() -> None:
+    for script in ("engine.sh", "images.sh", "compose-e2e.sh", "clean.sh"):
+        path = DOCKER / script
+        assert path.stat().st_mode & 0o111, f"{script} is not executable"
+        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    usage = subprocess.run(
+        [str(DOCKER / "engine.sh"), "bogus"], capture_output=True, text=True, timeout=30
+    )
+    assert usage.returncode == 2
+    assert "start|stop|status" in usage.stderr
+
+
+def test_every_stand_in_is_built_without_network_from_a_dockerfile_that_exists() -> None:
+    text = (DOCKER / "images.sh").read_text()
+    builds = re.findall(r"^\s*docker build (.*)$", text, flags=re.MULTILINE)
+    assert builds
+    assert all("--network none" in line for line in builds)
+    for dockerfile in re.findall(r'"\$HERE/([\w.-]+\.Dockerfile)"', text):
+        assert (DOCKER / "images" / dockerfile).is_file(), dockerfile
+    for dockerfile in (DOCKER / "images").glob("*.Dockerfile"):
+        assert dockerfile.name in text, f"images.sh does not build {dockerfile.name}"
+        body = dockerfile.read_text()
+        # Packages come from the .debs only: apt lists deleted, never `dpkg -i`.
+        if "apt-get install" in body:
+            assert "rm -rf /tmp/debs /var/lib/apt/lists/*" in body, dockerfile.name
+        code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
+        assert "dpkg -i" not in code, dockerfile.name

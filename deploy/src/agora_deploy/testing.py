@@ -4,7 +4,8 @@ Each backing service starts lazily, the first time a test asks for it, on free l
 with its data in the session's temporary folder. Every process dies with the test run: the
 fixtures stop them at the end of the session, and the kernel kills them (PR_SET_PDEATHSIG) if
 pytest itself dies. ``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS`` and
-``SMTP_URL`` (+ ``MAIL_API_URL``) point the fixtures at external services instead.
+``SMTP_URL`` (+ ``MAIL_API_URL``) point the fixtures at external services instead, and
+``AGORA_TEST_INFRA=docker`` starts the backing services in containers (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from agora_deploy.stack import Infra, database_url
 from agora_deploy.up import UpOptions, bring_up
 
 T = TypeVar("T")
+# Its hooks say in the header and the summary which infrastructure the tests ran on.
+pytest_plugins = ["agora_deploy.containers"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,19 @@ class MailSinkHandle:
 
 @pytest.fixture(scope="session")
 def agora_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    """The session's stack of backing services (started lazily, stopped at the end)."""
-    infra = Infra(tmp_path_factory.mktemp("agora-stack"), die_with_parent=True, ephemeral=True)
+    """The session's stack of backing services (started lazily, stopped at the end).
+
+    Embedded processes by default; containers when ``AGORA_TEST_INFRA=docker``
+    (agora_deploy.containers). The fixtures below work the same on both.
+    """
+    # Imported here: the module is also a pytest plugin (below), registered after this import.
+    from agora_deploy.containers import ContainerInfra, use_containers
+
+    infra: Infra
+    if use_containers():
+        infra = ContainerInfra(tmp_path_factory.mktemp("agora-containers"))
+    else:
+        infra = Infra(tmp_path_factory.mktemp("agora-stack"), die_with_parent=True, ephemeral=True)
     try:
         yield infra
     finally:
@@ -84,9 +98,14 @@ def kafka_bootstrap(agora_infra: Infra) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_broker(agora_infra: Infra, kafka_bootstrap: str) -> Broker:
-    """Handle on the embedded broker, to freeze and thaw it (fault tests)."""
+    """Handle on the session's broker, to freeze and thaw it (fault tests).
+
+    Embedded: SIGSTOP/SIGCONT. In a container: docker pause/unpause, which freezes it alike.
+    """
     if agora_infra.broker is None:
-        pytest.skip("needs the embedded broker (KAFKA_BOOTSTRAP_SERVERS points elsewhere)")
+        pytest.skip(
+            "needs a broker this session started (KAFKA_BOOTSTRAP_SERVERS points elsewhere)"
+        )
     return agora_infra.broker
 
 
