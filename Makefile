@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench k8s-check clean
+.PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench k8s-check observability-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,9 @@ k8s-check: install ## render deploy/k8s (base and every overlay) and validate it
 		$(UV) run kubernetes-validate --strict --quiet -k $(K8S_VERSION) "$$file"; \
 		echo "$$dir: $$(grep -c '^kind:' "$$file") objects valid against Kubernetes $(K8S_VERSION)"; \
 	done
+
+observability-check: ## promtool check + unit tests of the alert rules, the Prometheus config, the dashboard JSON
+	deploy/observability/check.sh
 
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .
