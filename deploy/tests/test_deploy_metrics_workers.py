@@ -43,12 +43,11 @@ def route_count(metrics: list[object], status: str) -> float:
 
 def per_worker(folder: Path, status: str) -> dict[str, float]:
     """Each worker's own count, read from its counter file (``counter_<pid>.db``)."""
-    return {
-        path.stem.removeprefix("counter_"): route_count(
-            list(MultiProcessCollector.merge([str(path)], accumulate=True)), status
-        )
-        for path in sorted(folder.glob("counter_*.db"))
-    }
+    counts: dict[str, float] = {}
+    for path in sorted(folder.glob("counter_*.db")):
+        merged = MultiProcessCollector.merge([str(path)], accumulate=True)  # type: ignore[no-untyped-call]
+        counts[path.stem.removeprefix("counter_")] = route_count(list(merged), status)
+    return counts
 
 
 def scraped(url: str, status: str) -> float:

@@ -84,7 +84,7 @@ class HttpMetrics:
 def merged_registry(path: str) -> CollectorRegistry:
     """A registry that reads every worker's values from the multiprocess folder ``path``."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     return registry
 
 
