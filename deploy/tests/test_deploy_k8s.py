@@ -167,7 +167,7 @@ def test_every_pod_validates_its_settings_in_production(
         assert validate_settings(service_of(container), env, tmp_path) == f"production {kafka}"
 
 
-def test_the_settings_check_catches_a_missing_secret(
+def test_the_settings_check_catches_a_missing_setting(
     objects: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     (container,) = of_kind(objects, "Deployment")["users"]["spec"]["template"]["spec"]["containers"]
