@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean \
-	images test-docker test-docker-ci compose-e2e
+	images test-docker test-docker-ci compose-e2e k8s-check observability-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,6 +62,19 @@ chaos-ci: install ## the chaos suite's CI subset (at most 3 minutes)
 
 bench: install ## benchmark the whole stack, ratios to a baseline (~90 s; bench/results)
 	$(UV) run python bench/run.py
+
+K8S_VERSION ?= 1.37.0
+k8s-check: install ## render deploy/k8s (base and every overlay) and validate it offline against the Kubernetes schemas
+	@set -euo pipefail; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for dir in deploy/k8s/base deploy/k8s/overlays/*/; do \
+		dir=$${dir%/}; file="$$out/$$(echo "$$dir" | tr / _).yaml"; \
+		$(UV) run kubectl kustomize "$$dir" > "$$file"; \
+		$(UV) run kubernetes-validate --strict --quiet -k $(K8S_VERSION) "$$file"; \
+		echo "$$dir: $$(grep -c '^kind:' "$$file") objects valid against Kubernetes $(K8S_VERSION)"; \
+	done
+
+observability-check: ## promtool check + unit tests of the alert rules, the Prometheus config, the dashboard JSON
+	deploy/observability/check.sh
 
 lint: install ## ruff lint and format check
 	$(UV) run ruff check .

@@ -14,6 +14,16 @@ command="${1:-serve}"
 case "$command" in
 serve)
     : "${AGORA_APP:?AGORA_APP (module:factory) is not set: the image sets it}"
+    # Several workers: each writes its metrics to files in one folder and /metrics merges
+    # them (agora_kit.metrics). The folder must hold no file of an earlier run.
+    if [ "${WEB_CONCURRENCY:-1}" -gt 1 ] && [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+        PROMETHEUS_MULTIPROC_DIR="${TMPDIR:-/tmp}/agora-metrics"
+    fi
+    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+        rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
+        export PROMETHEUS_MULTIPROC_DIR
+    fi
     exec uvicorn --factory "$AGORA_APP" \
         --host "${AGORA_BIND:-0.0.0.0}" --port "${PORT:-8000}" \
         --workers "${WEB_CONCURRENCY:-1}" \

@@ -55,6 +55,10 @@ EXPECTED_PORTS = {
     "gateway": {("", 8080, 80)},
     "kafka": {("127.0.0.1", 9092, 9092)},
     "mailpit": {("127.0.0.1", 8025, 8025)},
+    # Profile `observability` only: the UIs, on loopback.
+    "prometheus": {("127.0.0.1", 9090, 9090)},
+    "grafana": {("127.0.0.1", 3001, 3000)},
+    "jaeger": {("127.0.0.1", 16686, 16686)},
 }
 
 

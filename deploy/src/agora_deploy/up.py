@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agora_contract import topics
 from agora_kit.kafka import ensure_topics
@@ -136,6 +139,14 @@ def start_service(
         argv += ["--reload", *[f"--reload-dir={spec.path / d}" for d in spec.reload_dirs]]
     elif options.workers > 1:
         argv += ["--workers", str(options.workers)]
+    env = dict(env)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    metrics_dir: Path | None = None
+    if options.workers > 1 and not options.reload:
+        # Every worker in each /metrics scrape (agora_kit.metrics): one folder per service,
+        # emptied before every start so a dead worker's values do not linger.
+        metrics_dir = infra.state_dir / "metrics" / spec.name
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     process = ManagedProcess(
         spec.name,
         argv,
@@ -148,6 +159,8 @@ def start_service(
     url = f"http://{HOST}:{port}"
     process.health = _probe(url, "/health/ready")
     process.liveness = _probe(url, "/health/live")
+    if metrics_dir is not None:
+        process.pre_start = functools.partial(_empty_folder, metrics_dir)
     process.start()
     info = ComponentInfo(spec.name, url, process.pid, "running", {"docs_url": f"{url}/docs"})
     infra.add_process(info, process)
@@ -157,6 +170,11 @@ def start_service(
         info.state = "failed"
         raise
     return info
+
+
+def _empty_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
 
 
 def bring_up(infra: Infra, options: UpOptions) -> None:

@@ -74,6 +74,15 @@ async def deliveries(
     return items
 
 
+def emails(app: FastAPI, outcome: str) -> float:
+    """``agora_notifier_emails_total{outcome}`` on the app's registry."""
+    value = app.state.ctx.registry.get_sample_value(
+        "agora_notifier_emails_total", {"outcome": outcome}
+    )
+    assert value is not None, outcome
+    return float(value)
+
+
 async def dead_letter_for(
     client: httpx.AsyncClient, keyring: JwtKeyring, event_id: UUID
 ) -> dict[str, Any] | None:
@@ -242,11 +251,13 @@ async def test_550_makes_a_dead_letter_and_replay_delivers_once(
     notifier_settings: NotifierSettings,
 ) -> None:
     user_id, email = notifier_new_user()
+    failed_before, sent_before = emails(notifier_app, "failed"), emails(notifier_app, "sent")
     async with notifier_mail.chaos("Recipient", 550):
         event = await notifier_publish.event(registered(user_id, email))
         letter = await eventually(
             lambda: dead_letter_for(notifier_client, notifier_keyring, event.id)
         )
+    assert emails(notifier_app, "failed") >= failed_before + 1
     assert letter["error_kind"] == "permanent"
     assert "550" in letter["error"]
     [row] = await deliveries(notifier_client, notifier_keyring, user_id)
@@ -272,6 +283,7 @@ async def test_550_makes_a_dead_letter_and_replay_delivers_once(
         return bool(current["status"] == "sent")
 
     await eventually(sent)
+    assert emails(notifier_app, "sent") >= sent_before + 1
     # The outcome events went out through the outbox and the relay.
     async with notifier_app.state.ctx.engine.connect() as conn:
 

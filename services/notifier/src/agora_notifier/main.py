@@ -21,6 +21,7 @@ from agora_notifier import models
 from agora_notifier.components import SenderComponent
 from agora_notifier.config import NotifierSettings
 from agora_notifier.handlers import NotifierHandlers
+from agora_notifier.metrics import EmailMetrics
 from agora_notifier.planning import Links
 from agora_notifier.postman import Postman, PostmanConfig
 from agora_notifier.rendering import Renderer, email_header_fix_missing, sender_address
@@ -65,6 +66,7 @@ def build_components(settings: NotifierSettings, ctx: ServiceContext) -> Sequenc
             mark_retry_s=settings.mark_retry_s,
             max_attempts=consumer_config.max_attempts,
         ),
+        metrics=EmailMetrics(ctx.registry),
     )
     handlers = NotifierHandlers(
         session_factory=ctx.session_factory, postman=postman, links=Links(settings.public_url)

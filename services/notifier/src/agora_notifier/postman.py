@@ -30,6 +30,7 @@ from jinja2 import TemplateError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
+from agora_notifier.metrics import EmailMetrics, EmailOutcome
 from agora_notifier.models import TERMINAL, DeliveryStatus
 from agora_notifier.records import scrub_user
 from agora_notifier.rendering import Kind, Renderer, build_message
@@ -79,12 +80,18 @@ class Postman:
         throttle: Throttle,
         renderer: Renderer,
         config: PostmanConfig,
+        metrics: EmailMetrics | None = None,
     ) -> None:
         self._session_factory = session_factory
+        self._metrics = metrics
         self._sender = sender
         self._throttle = throttle
         self._renderer = renderer
         self.config = config
+
+    def _count(self, outcome: EmailOutcome) -> None:
+        if self._metrics is not None:
+            self._metrics.count(outcome)
 
     def _uow(self) -> UnitOfWork:
         return UnitOfWork(self._session_factory, outbox=models.outbox)
@@ -137,10 +144,13 @@ class Postman:
             row = (await uow.session.execute(stmt)).one()
             status = DeliveryStatus(row.status)
             if status in TERMINAL:
+                if status is DeliveryStatus.SENT:
+                    self._count(EmailOutcome.DEDUPLICATED)
                 return Outcome.DONE, status.value
             if row.deleted_at is not None and row.kind != Kind.GOODBYE:
                 await self._set(uow, row, DeliveryStatus.SKIPPED, error="recipient deleted")
                 await uow.commit()
+                self._count(EmailOutcome.SKIPPED)
                 return Outcome.DONE, "recipient deleted"
             if status is DeliveryStatus.SENDING:
                 if row.in_flight:
@@ -174,6 +184,7 @@ class Postman:
                 else:
                     await self._set(uow, row, DeliveryStatus.THROTTLED, error=error)
                 await uow.commit()
+                self._count(EmailOutcome.THROTTLED)
                 return Outcome.RETRY, error
             await uow.session.execute(
                 sa.update(D)
@@ -192,10 +203,12 @@ class Postman:
                 message, sender=self.config.sender.addr_spec, recipient=row.recipient
             )
         except SendError as exc:
+            self._count(EmailOutcome.FAILED)
             error, permanent = str(exc), exc.permanent
             return await self._marking(
                 lambda: self._after_failure(row, error, permanent=permanent, final=final), row
             )
+        self._count(EmailOutcome.SENT)
         await self._marking(lambda: self._after_success(row), row)
         return Outcome.DONE, "sent"
 

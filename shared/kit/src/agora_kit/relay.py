@@ -109,13 +109,20 @@ class RelayConfig:
 
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Across workers (PROMETHEUS_MULTIPROC_DIR): only the leader measures the backlog,
+        # and a former leader keeps its last value on file, so the most recent value wins;
+        # the leaders add up (1 per service).
         self.backlog = Gauge(
-            "agora_outbox_backlog", "Outbox rows not yet published.", registry=registry
+            "agora_outbox_backlog",
+            "Outbox rows not yet published.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.oldest_age = Gauge(
             "agora_outbox_oldest_pending_age_seconds",
             "Age of the oldest unpublished outbox row (0 when none).",
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.published = Counter(
             "agora_outbox_published", "Outbox rows published and acknowledged.", registry=registry
@@ -124,7 +131,10 @@ class _Metrics:
             "agora_outbox_publish_errors", "Failed outbox publish attempts.", registry=registry
         )
         self.active = Gauge(
-            "agora_relay_active", "1 while this relay holds the outbox lock.", registry=registry
+            "agora_relay_active",
+            "1 while this relay holds the outbox lock.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
 
 

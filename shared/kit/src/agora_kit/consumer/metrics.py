@@ -18,11 +18,15 @@ class ConsumerMetrics:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Gauges across workers (PROMETHEUS_MULTIPROC_DIR, agora_kit.metrics): a partition
+        # moves between workers on a rebalance and the worker that lost it keeps its last
+        # value on file, so the most recently written value is the current one.
         self.lag = Gauge(
             "agora_consumer_lag",
             "Messages not yet processed: end offset minus processed (or committed) offset.",
             ["group", "topic", "partition"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.processed = Counter(
             "agora_consumer_processed",
@@ -47,6 +51,7 @@ class ConsumerMetrics:
             "Messages waiting in the retry store.",
             ["group"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.handler_seconds = Histogram(
             "agora_consumer_handler_duration_seconds",
@@ -72,6 +77,8 @@ class ConsumerMetrics:
             "1 while the stall detector sees lag without progress.",
             ["group"],
             registry=registry,
+            # Any stalled worker stalls its partitions.
+            multiprocess_mode="livemax",
         )
 
     @classmethod
