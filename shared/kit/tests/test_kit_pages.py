@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from agora_contract import EVENT_TYPES
 from agora_contract.topics import DOMAIN_TOPICS
-from agora_kit.pages import DOCS_CSP, PAGES_CSP, install_pages
+from agora_kit.pages import PAGES_CSP, REDOC_CSP, SWAGGER_CSP, install_pages
 from agora_kit.pages.catalogue import type_text
 from fastapi import FastAPI
 
@@ -34,7 +34,7 @@ def _no_inline_script(page: str) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("path", "csp"), [("/docs", DOCS_CSP), ("/redoc", DOCS_CSP)])
+@pytest.mark.parametrize(("path", "csp"), [("/docs", SWAGGER_CSP), ("/redoc", REDOC_CSP)])
 async def test_docs_pages_load_nothing_from_outside(
     client: httpx.AsyncClient, path: str, csp: str
 ) -> None:

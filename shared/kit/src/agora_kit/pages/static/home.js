@@ -20,9 +20,10 @@
       fetchWithTimeout(cell.dataset.health)
         .then(function (resp) {
           if (resp.ok) { show(cell, "ready", "ok"); return; }
+          if (resp.status !== 503) { show(cell, "no answer (HTTP " + resp.status + ")", "unknown"); return; }
           return resp.json().then(
-            function (body) { show(cell, "not ready: " + (body.detail || resp.status), "down"); },
-            function () { show(cell, "not ready (" + resp.status + ")", "down"); });
+            function (body) { show(cell, "not ready: " + (body.detail || "503"), "down"); },
+            function () { show(cell, "not ready (503)", "down"); });
         })
         .catch(function () { show(cell, "unreachable", "down"); });
     });
