@@ -159,6 +159,9 @@ def test_front_page_inbox_message_verification_and_catalogue(
             json={"email": email, "name": name, "password": f"pw-{uuid.uuid4().hex}"},
         )
         assert resp.status_code == 201, resp.text
+        # Swagger UI's "Try it out" calls the API at the gateway's root, not under /users.
+        spec = client.get("/users/openapi.json").json()
+        assert all(not s["url"].startswith("/users") for s in spec.get("servers", []))
     started = time.monotonic()
 
     # The front page: every service ready, by the page's own fetches.

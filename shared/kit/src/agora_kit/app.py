@@ -185,6 +185,9 @@ def create_service_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Behind the gateway the docs live under /<service>, but the API does not: "Try it out"
+        # must call /api/v1/... on the same origin, not /<service>/api/v1/...
+        root_path_in_servers=False,
         responses={422: {"model": Problem, "description": "Validation error (RFC 9457)"}},
     )
     install_error_handlers(app, retry_after_s=settings.retry_after_s)

@@ -34,6 +34,14 @@
     return isNaN(d.getTime()) ? iso : d.toLocaleString();
   }
 
+  // The list shows the time alone for today's messages, the date for older ones.
+  function short(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) { return iso; }
+    var today = new Date().toDateString() === d.toDateString();
+    return today ? d.toLocaleTimeString() : d.toLocaleDateString();
+  }
+
   function renderList(data) {
     var messages = data.messages || [];
     var key = messages.map(function (m) { return m.ID + (m.Read ? "r" : "u"); }).join(",");
@@ -48,10 +56,15 @@
       row.dataset.id = m.ID;
       if (!m.Read) { row.classList.add("unread"); }
       if (m.ID === selected) { row.classList.add("selected"); }
-      row.appendChild(el("td", when(m.Created), "time"));
-      row.appendChild(el("td", address(m.From), "from"));
-      row.appendChild(el("td", (m.To || []).map(address).join(", "), "to"));
-      row.appendChild(el("td", m.Subject || "(no subject)", "subject"));
+      var time = el("td", short(m.Created), "time");
+      time.title = when(m.Created);
+      row.appendChild(time);
+      [["from", address(m.From)], ["to", (m.To || []).map(address).join(", ")],
+        ["subject", m.Subject || "(no subject)"]].forEach(function (cell) {
+        var td = el("td", cell[1], cell[0]);
+        td.title = cell[1];
+        row.appendChild(td);
+      });
       row.addEventListener("click", function () { location.hash = m.ID; });
       body.appendChild(row);
     });
