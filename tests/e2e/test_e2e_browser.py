@@ -63,7 +63,7 @@ def _chromium_options(profile: str) -> webdriver.ChromeOptions:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def browser() -> Iterator[webdriver.Chrome]:
     """A headless Chromium driven by Debian's chromedriver, with a fresh profile."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
@@ -138,10 +138,20 @@ def _row(driver: WebDriver, to: str, subject_start: str) -> WebElement | None:
     return None
 
 
-def _csp_violations(driver: WebDriver) -> list[str]:
+def _health_is_ready(service: str) -> Callable[[WebDriver], bool]:
+    def ready(driver: WebDriver) -> bool:
+        cell = f'[data-health="{service}/health/ready"]'
+        return bool(driver.find_element(By.CSS_SELECTOR, cell).text == "ready")
+
+    return ready
+
+
+def _csp_violations(driver: webdriver.Chrome) -> list[str]:
+    # Selenium leaves get_log unannotated; it returns the browser console's entries.
+    entries: list[dict[str, object]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
     return [
         str(entry["message"])
-        for entry in driver.get_log("browser")
+        for entry in entries
         if "Content Security Policy" in str(entry["message"])
         # ReDoc's sidebar shows a logo from its CDN: blocked, as it should be, and not needed.
         and "cdn.redoc.ly" not in str(entry["message"])
@@ -149,7 +159,7 @@ def _csp_violations(driver: WebDriver) -> list[str]:
 
 
 def test_front_page_inbox_message_verification_and_catalogue(
-    browser: WebDriver, dev_gateway: Gateway, system_stack: SystemStack
+    browser: webdriver.Chrome, dev_gateway: Gateway, system_stack: SystemStack
 ) -> None:
     name = f"Browser {uuid.uuid4().hex[:6]}"
     email = f"browser-{uuid.uuid4().hex[:10]}@example.com"
@@ -167,12 +177,7 @@ def test_front_page_inbox_message_verification_and_catalogue(
     # The front page: every service ready, by the page's own fetches.
     browser.get(dev_gateway.url + "/")
     for service in ("users", "items", "notifier"):
-        cell = f'[data-health="{service}/health/ready"]'
-        _wait(
-            browser,
-            lambda d, c=cell: d.find_element(By.CSS_SELECTOR, c).text == "ready",
-            f"{service} ready",
-        )
+        _wait(browser, _health_is_ready(service), f"{service} ready")
     _shot(browser, "01-front-page")
 
     # By a click to the inbox, where both e-mails of the registration are listed.
@@ -182,6 +187,7 @@ def test_front_page_inbox_message_verification_and_catalogue(
     _wait(browser, lambda d: _row(d, email, "Confirm your email address"), "verification")
     _shot(browser, "02-inbox")
 
+    assert welcome is not None
     # One message: its HTML renders in the sandboxed frame; its headers tie it to the event.
     welcome.click()
     _wait(browser, lambda d: d.find_element(By.ID, "m-subject").text.startswith("Welcome"), "open")
@@ -244,4 +250,5 @@ def test_front_page_inbox_message_verification_and_catalogue(
         _shot(browser, f"08-{service}-redoc")
     assert _csp_violations(browser) == []
     took = time.monotonic() - started
+    print(f"browser walk: {took:.1f}s; screenshots in {SCREENSHOTS}")
     assert took < BUDGET_S, f"the browser walk took {took:.1f}s"
