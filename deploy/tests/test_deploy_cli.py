@@ -73,6 +73,10 @@ def test_up_status_down(tmp_path: Path) -> None:
         pretty = _agora(home, "status")
         assert "postgres" in pretty.stdout
         assert "running" in pretty.stdout
+        assert f"mail inbox: {by_name['mail']['url']}/" in pretty.stdout
+        inbox = httpx.get(f"{by_name['mail']['url']}/", timeout=5)
+        assert inbox.status_code == 200
+        assert "Mail inbox" in inbox.text
     finally:
         stopped = _agora(home, "down")
     assert stopped.returncode == 0, stopped.stderr

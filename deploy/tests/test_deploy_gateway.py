@@ -58,7 +58,7 @@ def _start_echo(name: str) -> tuple[subprocess.Popen[bytes], str]:
 def upstreams() -> Iterator[dict[str, str]]:
     procs, urls = [], {}
     try:
-        for name in ("users", "items", "notifier"):
+        for name in ("users", "items", "notifier", "mail"):
             proc, urls[name] = _start_echo(name)
             procs.append(proc)
         yield urls
@@ -125,7 +125,18 @@ def test_routes_by_path(gateway: Gateway, path: str, service: str) -> None:
 
 
 @pytest.mark.parametrize("service", ["users", "items", "notifier"])
-@pytest.mark.parametrize("doc", ["/docs", "/redoc", "/openapi.json", "/asyncapi.json"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "/docs",
+        "/docs/assets/swagger-ui-bundle.js",
+        "/redoc",
+        "/redoc/assets/redoc.standalone.js",
+        "/openapi.json",
+        "/asyncapi.json",
+        "/health/ready",
+    ],
+)
 def test_docs_of_each_service(gateway: Gateway, service: str, doc: str) -> None:
     resp = _get(gateway, f"/{service}{doc}")
     assert resp.status_code == 200
@@ -133,6 +144,37 @@ def test_docs_of_each_service(gateway: Gateway, service: str, doc: str) -> None:
     assert body["service"] == service
     assert body["path"] == doc
     assert body["prefix"] == f"/{service}"
+
+
+@pytest.mark.parametrize("path", ["/", "/events", "/assets/pages.css"])
+def test_front_page_and_catalogue_come_from_users(gateway: Gateway, path: str) -> None:
+    resp = _get(gateway, path)
+    assert resp.status_code == 200
+    assert resp.json() == {"service": "users", "path": path, "prefix": None}
+    # The page sets its own policy: the gateway's strict API policy does not replace it.
+    assert "content-security-policy" not in resp.headers
+    assert resp.headers["x-frame-options"] == "DENY"
+
+
+def test_mail_inbox_is_routed_in_development(gateway: Gateway) -> None:
+    resp = _get(gateway, "/mail/api/v1/info")
+    assert resp.status_code == 200
+    assert resp.json()["service"] == "mail"
+    assert resp.json()["path"] == "/api/v1/info"
+    # The inbox frames a message's HTML from its own origin.
+    assert "x-frame-options" not in resp.headers
+    assert _get(gateway, "/mail/").json()["path"] == "/"
+
+
+def test_mail_inbox_is_not_routed_outside_development(
+    tmp_path: Path, upstreams: dict[str, str]
+) -> None:
+    gw = _gateway(tmp_path, upstreams, AGORA_ENV="production")
+    try:
+        assert _get(gw, "/api/v1/items").status_code == 200
+        assert httpx.get(gw.url + "/mail/api/v1/info", timeout=5).status_code == 404
+    finally:
+        gw.stop()
 
 
 def test_unknown_path_is_404(gateway: Gateway) -> None:

@@ -226,7 +226,11 @@ def test_docs_of_every_service_through_the_gateway(gateway: httpx.Client) -> Non
     for service in ("users", "items", "notifier"):
         docs = gateway.get(f"/{service}/docs")
         assert docs.status_code == 200
-        assert f"/{service}/openapi.json" in docs.text
+        # Relative URLs: openapi.json and the bundled assets resolve under /<service>/.
+        assert 'data-openapi-url="openapi.json"' in docs.text
+        bundle = gateway.get(f"/{service}/docs/assets/swagger-ui-bundle.js")
+        assert bundle.status_code == 200
+        assert "SwaggerUIBundle" in bundle.text[:2000]
         assert gateway.get(f"/{service}/openapi.json").json()["openapi"].startswith("3.")
         assert gateway.get(f"/{service}/asyncapi.json").json()["asyncapi"] == "3.0.0"
         assert gateway.get(f"/{service}/redoc").status_code == 200

@@ -250,6 +250,11 @@ def status(
         console.print("Agora is not running (no .agora/stack.json). Start it with `make run`.")
         return
     console.print(components_table(components))
+    urls = {c.name: c.url for c in components if c.state in ("running", "external")}
+    if "gateway" in urls:
+        console.print(f"front page: {urls['gateway']}/  (API docs, event catalogue, health)")
+    if "mail" in urls:
+        console.print(f"mail inbox: {urls['mail']}/  (every e-mail the system sent)")
 
 
 def _disk_bytes(folder: Path) -> int:

@@ -87,6 +87,9 @@ def start_gateway(
 ) -> Gateway:
     """Start Traefik on ``127.0.0.1:port`` routing to ``upstreams`` ({service: base URL}).
 
+    ``upstreams["mail"]``, the mail sink's HTTP address, adds its inbox at ``/mail/`` when
+    ``AGORA_ENV`` is development (the default).
+
     ``settings`` holds the GATEWAY_* variables of the dynamic configuration (rate limit,
     body limit, CORS origins, forwarding timeouts); unset ones take the file's defaults.
     """
@@ -119,6 +122,11 @@ def start_gateway(
     env["GATEWAY_INTERNAL_URL"] = f"http://{HOST}:{internal_port}"
     for name in ("users", "items", "notifier"):
         env[f"{name.upper()}_UPSTREAM"] = upstreams.get(name, NOWHERE)
+    # The mail sink's inbox shows every message, reset links included: routed at /mail/ in
+    # development only (the file renders the route only when MAIL_UPSTREAM is set).
+    env.pop("MAIL_UPSTREAM", None)
+    if upstreams.get("mail") and env.get("AGORA_ENV", "development") == "development":
+        env["MAIL_UPSTREAM"] = upstreams["mail"]
     process = ManagedProcess(
         "gateway", argv, log_dir / "gateway.log", env=env, die_with_parent=die_with_parent
     )

@@ -1,15 +1,24 @@
-"""The HTTP side: Mailpit's /api/v1 routes and health endpoints as a Starlette app."""
+"""The HTTP side: Mailpit's /api/v1 routes, health endpoints and the web inbox (Starlette)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Final
 from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from agora_deploy.mailsink._json import json_field
@@ -20,6 +29,23 @@ from agora_deploy.mailsink.store import MailStore, StoredMessage
 
 VERSION = "agora-mailsink-0.1.0"
 DEFAULT_LIMIT = 50
+
+#: The inbox page: its own scripts, styles and API calls; frames only this origin's /view/.
+INBOX_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+#: A message's HTML part: its inline styles and embedded images, nothing that runs or loads,
+#: in a sandbox even when opened outside the inbox's sandboxed iframe.
+MESSAGE_HTML_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+_UI: Final = Path(__file__).with_name("ui")
+#: URL name -> media type: nothing outside this table is served from the ui folder.
+_UI_ASSETS: Final = {"inbox.js": "text/javascript", "inbox.css": "text/css"}
+_PAGE_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
@@ -148,6 +174,31 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             headers={"Content-Disposition": f'{disposition}; filename="{name}"'},
         )
 
+    async def inbox(request: Request) -> Response:
+        """The web inbox: the message list, one message's HTML, text and headers."""
+        return HTMLResponse(
+            _inbox_html(),
+            headers={**_PAGE_HEADERS, "Content-Security-Policy": INBOX_CSP},
+        )
+
+    async def ui_asset(request: Request) -> Response:
+        """Serve the inbox's script or stylesheet."""
+        name = request.path_params["name"]
+        media_type = _UI_ASSETS.get(name)
+        if media_type is None:
+            return _not_found()
+        return FileResponse(_UI / name, media_type=media_type, headers=dict(_PAGE_HEADERS))
+
+    async def view_html(request: Request) -> Response:
+        """Return a message's HTML part as a page of its own, sandboxed by its CSP."""
+        message = store.get(request.path_params["id"])
+        html = message.detail_json().get("HTML") if message is not None else None
+        if not isinstance(html, str) or not html:
+            return _not_found()
+        return HTMLResponse(
+            html, headers={**_PAGE_HEADERS, "Content-Security-Policy": MESSAGE_HTML_CSP}
+        )
+
     async def get_chaos(request: Request) -> Response:
         """Show the chaos triggers."""
         return JSONResponse(chaos.to_json())
@@ -162,6 +213,9 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
         return JSONResponse(chaos.to_json())
 
     routes = [
+        Route("/", inbox, methods=["GET"]),
+        Route("/ui/{name}", ui_asset, methods=["GET"]),
+        Route("/view/{id}.html", view_html, methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/api/v1/info", info, methods=["GET"]),
@@ -178,6 +232,11 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
         Route("/api/v1/chaos", put_chaos, methods=["PUT"]),
     ]
     return Starlette(routes=routes)
+
+
+@cache
+def _inbox_html() -> str:
+    return (_UI / "inbox.html").read_text("utf-8")
 
 
 def _summary(

@@ -31,6 +31,14 @@ _PRODUCERS: Final = {
     NOTIFICATIONS_EVENTS: ("notifier", "Delivery outcomes of the notifier's e-mails."),
     NOTIFIER_COMMANDS: ("users", "One-time mail requests from the users service. " + _PRIVATE),
 }
+#: The consumer groups inside Agora that read each topic (published as ``x-agora-consumers`` on
+#: the receive operations, so the event catalogue can show them).
+_CONSUMERS: Final = {
+    USERS_EVENTS: ("items", "notifier"),
+    ITEMS_EVENTS: ("notifier",),
+    NOTIFICATIONS_EVENTS: (),
+    NOTIFIER_COMMANDS: ("notifier",),
+}
 _DESCRIPTION: Final = (
     "Domain events of Agora as CloudEvents 1.0 in structured JSON mode, one event per Kafka "
     "message, keyed by `subject` (the aggregate id). Delivery is at-least-once: deduplicate "
@@ -143,6 +151,7 @@ def build_asyncapi(examples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "channel": channel,
             "summary": f"The {producer} service publishes to {topic} through its outbox.",
             "messages": refs,
+            "x-agora-producer": producer,
         }
         operations[f"receive{suffix}"] = {
             "action": "receive",
@@ -153,6 +162,7 @@ def build_asyncapi(examples: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 else f"Subscribers consume {topic}: at-least-once, deduplicate on `id`."
             ),
             "messages": refs,
+            "x-agora-consumers": list(_CONSUMERS[topic]),
         }
     return {
         "asyncapi": "3.0.0",

@@ -31,6 +31,7 @@ from agora_kit.lifecycle import Component
 from agora_kit.logging import configure_logging
 from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
 from agora_kit.middleware import RequestContextMiddleware
+from agora_kit.pages import install_pages
 from agora_kit.redis import create_redis
 from agora_kit.settings import ServiceSettings
 
@@ -183,9 +184,13 @@ def create_service_app(
         lifespan=_lifespan(settings, build_components, jwks_fetcher),
         middleware=middleware,
         max_body_size=settings.max_body_bytes,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # Swagger UI and ReDoc come from agora_kit.pages, with their assets served locally.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
+        # Behind the gateway the docs live under /<service>, but the API does not: "Try it out"
+        # must call /api/v1/... on the same origin, not /<service>/api/v1/...
+        root_path_in_servers=False,
         responses={422: {"model": Problem, "description": "Validation error (RFC 9457)"}},
     )
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
@@ -194,6 +199,7 @@ def create_service_app(
     app.include_router(health_router([*DEFAULT_READY_CHECKS, *ready_checks]))
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_route("/asyncapi.json", _asyncapi, methods=["GET"], include_in_schema=False)
+    install_pages(app, title=title)
     return app
 
 
