@@ -9,7 +9,7 @@ from agora_kit.inbox import claim
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
-from agora_notifier.planning import PLANNERS, Links, secret_context
+from agora_notifier.planning import PLANNERS, Links, final_attempt, secret_context
 from agora_notifier.postman import Postman
 from agora_notifier.records import record
 
@@ -42,6 +42,7 @@ class NotifierHandlers:
             raise PermanentError(f"no planner for {envelope.type}")
         # Outcome events carry the causing request's id, so one correlation id spans it all.
         token = request_id_var.set(envelope.correlationid)
+        last = final_attempt.set(ctx.attempt >= self._postman.config.max_attempts)
         try:
             async with self._session_factory.begin() as session:
                 # The projection change and the delivery rows commit together, once: a
@@ -54,4 +55,5 @@ class NotifierHandlers:
                 envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
             )
         finally:
+            final_attempt.reset(last)
             request_id_var.reset(token)

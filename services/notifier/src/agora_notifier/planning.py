@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,8 @@ from agora_notifier.records import Planned, scrub_user
 from agora_notifier.rendering import ITEM_KINDS, Kind, clean_header_text, normalise_address
 
 logger = logging.getLogger("agora.notifier.planning")
+#: Set by the handler: whether this is the event's last attempt (no retry will follow).
+final_attempt: ContextVar[bool] = ContextVar("final_attempt", default=True)
 
 #: The greeting's name when none is known.
 FALLBACK_NAME = "there"
@@ -228,6 +231,11 @@ async def _item_mail(
     context = {"name": _greet(owner.name)} | context
     skip = None if owner.item_mail or kind not in ITEM_KINDS else "opted out of item mail"
     if not owner.email_verified:
+        if not final_attempt.get():
+            # The verification may simply not be projected yet: users.events and items.events
+            # are separate topics, so an item can be handled before the owner's verification.
+            # Retried on the consumer's schedule; only the last attempt records it skipped.
+            raise TransientError(f"user {owner_id}'s address is not verified yet ({kind.value})")
         skip = NOT_VERIFIED
     return [Planned(kind, owner_id, owner.email, owner.name, context, skip_reason=skip)]
 
