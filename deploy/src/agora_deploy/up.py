@@ -195,7 +195,11 @@ def bring_up(infra: Infra, options: UpOptions) -> None:
         start_service(infra, spec, ports[spec.name], env, options)
         infra.write()
     if services:
-        start_stack_gateway(infra, options, {s.name: urls[s.name] for s in services})
+        upstreams = {s.name: urls[s.name] for s in services}
+        mail = infra.components.get("mail")
+        if mail is not None and mail.url:
+            upstreams["mail"] = mail.url  # the inbox at /mail/, in development only
+        start_stack_gateway(infra, options, upstreams)
         infra.write()
 
 
