@@ -68,7 +68,8 @@ _TAIL: Final = """\
 Production runs Apache Kafka, where every Kafka client works. The embedded development and
 test broker (Tansu, started by `agora up` without Docker) speaks the Kafka protocol to
 **aiokafka** and **kafka-python**; librdkafka-based clients (**confluent-kafka**, **kcat**)
-do not work with it. Tansu has no idempotent producer and keeps its log in memory only.
+do not work with it. Tansu has no idempotent producer; it keeps its log on a local S3 store
+(one node, no replication, 7 days' retention by default).
 
 ## Example subscriber (aiokafka)
 
