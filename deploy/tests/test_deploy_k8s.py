@@ -195,8 +195,10 @@ def public_paths() -> set[tuple[str, str]]:
         if "{{" in match.group(1):
             continue  # the templated /<service>/docs routers
         for kind, path in re.findall(r"(PathPrefix|Path)\(`([^`]+)`\)", match.group(1)):
-            if path.startswith("/gateway-error") or path == "/":
+            if path.startswith("/gateway-error") or (kind == "PathPrefix" and path == "/"):
                 continue  # the internal entrypoint's own routes
+            if path == "/mail/":
+                continue  # the development mail inbox: never published by an Ingress
             found.add((path, "Prefix" if kind == "PathPrefix" else "Exact"))
     return found
 

@@ -70,10 +70,9 @@ def scraped(url: str, status: str) -> float:
 def test_a_scrape_of_a_two_worker_service_reports_both_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "metrics"
-    folder.mkdir()
-    # What the launcher passes on: the service's environment is agora up's plus its own.
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    # agora up gives each multi-worker service its own folder, whatever the environment says.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "ignored"))
+    folder = tmp_path / "stack" / "metrics" / "items"
     infra = Infra(tmp_path / "stack", die_with_parent=True, ephemeral=True)
     try:
         bring_up(infra, UpOptions(workers=2, gateway_port=free_port(), services=("items",)))

@@ -40,12 +40,13 @@ def _settings(tmp_path: Path, **overrides: object) -> UsersSettings:
     [
         ("Ada.Lovelace@Example.COM", "ada.lovelace@example.com"),
         ("  bob@example.org", None),
-        ("zoë@exämple.de", "zoë@exämple.de"),
+        ("Zoe@Exämple.de", "zoe@xn--exmple-cua.de"),
+        ("zoë@exämple.de", None),
     ],
 )
 def test_emails_are_normalised(raw: str, expected: str | None) -> None:
     if expected is None:
-        with pytest.raises(ValueError, match="not a valid email"):
+        with pytest.raises(ValueError, match=r"not a valid email|must be ASCII"):
             normalise_email(raw)
     else:
         assert normalise_email(raw) == expected

@@ -203,7 +203,11 @@ async def _command(
     if kind is Kind.EMAIL_VERIFICATION:
         skip = await _over_bound(session, address)
     elif found is None or not found.email_verified or found.email != address:
-        # A reset goes only to the verified address of the account.
+        # A reset goes only to the verified address of the account. The verification (or the
+        # address change) may not be projected yet: users.events and notifier.commands are
+        # separate topics. Retried on the consumer's schedule; skipped on the last attempt.
+        if not final_attempt.get():
+            raise TransientError(f"user {event.user_id}'s address is not verified yet (reset)")
         skip = NOT_VERIFIED
     return [Planned(kind, event.user_id, address, context["name"], context, skip_reason=skip)]
 
