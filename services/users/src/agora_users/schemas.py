@@ -48,8 +48,18 @@ def normalise_email(value: str) -> str:
     return normalised
 
 
+#: What the OpenAPI document says of a name: no control, separator or bidi control
+#: character, and at least one that is not white space (as ``str.strip`` sees it). Spelled
+#: with explicit ranges only, so ECMA, Rust and Python regex engines read it alike.
+_REFUSED = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_BLANK = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+NAME_PATTERN = rf"^[^{_REFUSED}]*[^{_BLANK}{_REFUSED}][^{_REFUSED}]*$"
+
+
 def clean_name(value: str) -> str:
     """Return a display name NFC-normalised and trimmed; refuse control and separator chars."""
+    if len(value) > NAME_MAX:
+        raise ValueError(f"the name is longer than {NAME_MAX} characters")
     bad = sorted(
         {
             f"U+{ord(ch):04X}"
@@ -78,7 +88,9 @@ Name = Annotated[
     str,
     StringConstraints(max_length=NAME_MAX * 4),
     AfterValidator(clean_name),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": NAME_MAX}),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": NAME_PATTERN}
+    ),
 ]
 # repr=False keeps passwords out of reprs, so out of log lines and tracebacks.
 Password = Annotated[
