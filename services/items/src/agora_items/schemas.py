@@ -177,9 +177,9 @@ def normalise_tags(value: Sequence[str]) -> list[str]:
 
 
 Tags = Annotated[
-    # The raw bound only stops absurd lists early; the real limit applies after de-duplication.
+    # At most MAX_TAGS as sent, duplicates included: the document can say that much exactly.
     list[Annotated[str, StringConstraints(max_length=256), WithJsonSchema(TAG_SCHEMA)]],
-    Field(max_length=10 * MAX_TAGS, examples=[["furniture", "vintage"]]),
+    Field(max_length=MAX_TAGS, examples=[["furniture", "vintage"]]),
     AfterValidator(normalise_tags),
 ]
 
