@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from agora_items.currencies import DEFAULT_CURRENCY, check_currency
+from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units
 from agora_items.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -131,18 +131,35 @@ PriceOut = Annotated[
 """A price as the API returns it: a decimal string with two decimals."""
 
 
-def _upper(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
+def _any_case(code: str) -> str:
+    return "".join(f"[{ch}{ch.lower()}]" for ch in code)
+
+
+#: Every accepted code, in any case, with optional spaces around: the document publishes the
+#: list itself, so a schema-valid currency is never refused.
+CURRENCY_PATTERN: Final = "^ *(" + "|".join(_any_case(c) for c in sorted(minor_units())) + ") *$"
+_CURRENCY = re.compile(CURRENCY_PATTERN[1:-1])
+
+
+def _currency_in(value: object) -> object:
+    """Accept exactly what ``CURRENCY_PATTERN`` matches; return the code in upper case."""
+    if not isinstance(value, str):
+        return value
+    if not _CURRENCY.fullmatch(value):
+        raise ValueError(f"{value.strip()!r} is not an ISO 4217 currency code")
+    return check_currency(value.strip().upper())
 
 
 Currency = Annotated[
     str,
-    BeforeValidator(_upper),
-    StringConstraints(pattern=r"^[A-Z]{3}$"),
-    AfterValidator(check_currency),
-    Field(
-        description="An ISO 4217 currency code (case-insensitive in, upper case out).",
-        examples=["EUR"],
+    BeforeValidator(_currency_in),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": CURRENCY_PATTERN,
+            "description": "An ISO 4217 currency code (case-insensitive in, upper case out).",
+            "examples": ["EUR"],
+        }
     ),
 ]
 
