@@ -48,7 +48,16 @@ async def test_errors_are_problem_json(
     bad_status = await notifier_client.get("/api/v1/notifications?status=lost", headers=user)
     assert bad_status.status_code == 422
 
-    for body in ({"item_mail": "maybe"}, {"item_mail": True, "sms": True}, {}):
+    # The document says boolean: 0, 1 and "true" are refused, not coerced (issue 13, finding 8).
+    bodies: tuple[dict[str, object], ...] = (
+        {"item_mail": "maybe"},
+        {"item_mail": True, "sms": True},
+        {},
+        {"item_mail": 0},
+        {"item_mail": 1},
+        {"item_mail": "true"},
+    )
+    for body in bodies:
         put = await notifier_client.put(
             "/api/v1/notifications/preferences", json=body, headers=user
         )
@@ -67,6 +76,20 @@ async def test_errors_are_problem_json(
 
     ready = await notifier_client.get("/health/ready")
     assert ready.status_code == 200
+
+    # The 405 names every method the path serves, not the first route's only.
+    wrong = await notifier_client.post("/api/v1/notifications/preferences", headers=user)
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "GET, PUT"
+    # ... and the OpenAPI document says what each route can answer, as problem+json.
+    doc = (await notifier_client.get("/openapi.json")).json()
+    dead_letter = doc["paths"]["/api/v1/notifications/dead-letters/{dead_letter_id}"]["delete"]
+    assert {"401", "403", "404", "422", "503"} <= dead_letter["responses"].keys()
+    for path_item in doc["paths"].values():
+        for operation in path_item.values():
+            for code, response in operation["responses"].items():
+                if int(code) >= 400:
+                    assert list(response["content"]) == [PROBLEM], (code, operation)
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from agora_users.keys import (
 from agora_users.keystore import KeyStore, key_lifetime
 from agora_users.models import TokenPurpose
 from agora_users.passwords import Passwords
-from agora_users.schemas import clean_name, normalise_email
+from agora_users.schemas import NAME_PATTERN, clean_name, normalise_email
 from agora_users.tokens import TokenSigner
 from pydantic import ValidationError
 
@@ -200,3 +201,17 @@ async def test_passwords_hash_verify_and_rehash() -> None:
     stronger = Passwords(memory_kib=32_768, time_cost=3, parallelism=1)
     assert stronger.needs_rehash(hashed) is True
     await strong.burn("anything")
+
+
+def test_the_published_name_pattern_accepts_exactly_what_clean_name_accepts() -> None:
+    # schemathesis sent names with a backspace: the document allowed them (issue 13, finding 8).
+    pattern = re.compile(NAME_PATTERN[1:-1])
+    samples = [chr(c) for c in range(0x3100)] + [chr(c) for c in range(0xFE00, 0xFFFE)]
+    samples += ["Ann", " Ann ", "   ", "\u3000", "Eve\u2028", "a\u202eb", "Zo\u00eb"]
+    for sample in samples:
+        try:
+            clean_name(sample)
+            accepted = True
+        except ValueError:
+            accepted = False
+        assert accepted is bool(pattern.fullmatch(sample)), repr(sample)

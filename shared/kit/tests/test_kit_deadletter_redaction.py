@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agora_kit.deadletters import REDACTED, redact_secrets
+from agora_kit.outbox import REDACTED, redact_secrets
 
 
 def test_token_in_data_is_redacted_and_the_rest_kept() -> None:

@@ -319,6 +319,40 @@ async def test_relay_scrubs_rows_past_retention(service: Service) -> None:
     await eventually(scrubbed)
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_published_rows_lose_their_secret_fields_at_once(service: Service) -> None:
+    class ThingMailed(Event):
+        """A mail command carrying a one-time token, on this test's topic."""
+
+        event_type: ClassVar[str] = "agora.test.thing.mailed.v1"
+        topic: ClassVar[str] = service.topic
+        source: ClassVar[str] = "/agora/test"
+        key_field: ClassVar[str] = "thing_id"
+
+        thing_id: int
+        email: str
+        token: str
+
+    token = f"one-time-{uuid.uuid4().hex}"
+    async with service.uow() as uow:
+        uow.add_event(ThingMailed(thing_id=9, email="a@example.com", token=token))
+        uow.add_event(service.event.model_validate({"thing_id": 10}))
+        await uow.commit()
+    relay = service.relay()
+    await relay.start()
+    await eventually(lambda: _zero(service.pending))
+
+    sent = [Envelope.from_bytes(r.value) for r in await service.consume_all() if r.value]
+    assert [e.data.get("token") for e in sent if e.type == ThingMailed.event_type] == [token]
+    t = service.table
+    async with service.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(t.c.value).order_by(t.c.id))).all()
+    mailed, plain = (Envelope.from_bytes(r.value) for r in rows)
+    assert token.encode() not in rows[0].value
+    assert mailed.data == {"thing_id": 9, "email": "a@example.com", "token": "[redacted]"}
+    assert plain.data == {"thing_id": 10}  # a row without secrets is left as it was
+
+
 def _first_occurrences(envelopes: list[Envelope]) -> list[int | None]:
     seen: set[uuid.UUID] = set()
     versions = []

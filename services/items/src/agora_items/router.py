@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 
 from agora_kit.params import BIGINT_MAX, MAX_OFFSET
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 
 from agora_items import service
 from agora_items.deps import CurrentUserDep, SessionDep, UowDep
@@ -16,6 +17,7 @@ from agora_items.etags import etag_for, if_none_match_hits
 from agora_items.models import PRICE_PRECISION, PRICE_SCALE, Item, ItemStatus
 from agora_items.schemas import (
     MAX_TAGS,
+    TAG_SCHEMA,
     Currency,
     ItemCreate,
     ItemPage,
@@ -42,9 +44,27 @@ IfMatch = Annotated[
 IfNoneMatch = Annotated[
     str | None, Header(description="Answer 304 when the item still has one of these ETags.")
 ]
+#: A price bound as the query string carries it: plain decimal notation, at most two decimals.
+#: A pattern rather than a Decimal, so the published schema accepts exactly what passes.
+#: Checked as a full match: what the published pattern allows is exactly what passes.
+PRICE_PATTERN: Final = rf"^[0-9]{{1,{PRICE_PRECISION - PRICE_SCALE}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
+_PRICE = re.compile(PRICE_PATTERN[1:-1])
+
+
+def _query_price(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    if not _PRICE.fullmatch(value):
+        raise ValueError(
+            f"must be a price in plain decimal notation with at most {PRICE_SCALE} decimals"
+        )
+    return Decimal(value)
+
+
 QueryPrice = Annotated[
-    Decimal | None,
-    Query(ge=0, max_digits=PRICE_PRECISION, decimal_places=PRICE_SCALE, allow_inf_nan=False),
+    Annotated[str, WithJsonSchema({"type": "string", "pattern": PRICE_PATTERN})] | None,
+    AfterValidator(_query_price),
+    Query(description="A price, e.g. `19.90` (at most two decimals)."),
 ]
 SearchTerm = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
@@ -99,7 +119,7 @@ async def list_items(
         SearchTerm | None, Query(description="Case-insensitive text in name or description.")
     ] = None,
     tag: Annotated[
-        list[str] | None,
+        list[Annotated[str, WithJsonSchema(TAG_SCHEMA)]] | None,
         Query(max_length=MAX_TAGS, description="Items carrying every one of these tags."),
     ] = None,
     owner_id: Annotated[int | None, Query(ge=1, le=_BIGINT_MAX)] = None,
@@ -110,10 +130,10 @@ async def list_items(
     sort: Annotated[SortOrder, Query(description="`-` sorts descending.")] = SortOrder.NEWEST,
 ) -> ItemPage:
     """List items, newest first by default, with the total number that match."""
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise _invalid(
-            ("query", "min_price"), "min_price must not exceed max_price", str(min_price)
-        )
+    # The validator turned the strings into Decimals (the annotation says what is published).
+    low, high = cast(Decimal | None, min_price), cast(Decimal | None, max_price)
+    if low is not None and high is not None and low > high:
+        raise _invalid(("query", "min_price"), "min_price must not exceed max_price", str(low))
     try:
         tags = normalise_tags(tag or [])
     except ValueError as exc:
@@ -124,8 +144,8 @@ async def list_items(
         search=search,
         tags=tuple(tags),
         owner_id=owner_id,
-        min_price=min_price,
-        max_price=max_price,
+        min_price=low,
+        max_price=high,
         status=item_status,
         currency=currency,
         sort=sort,
@@ -140,7 +160,7 @@ async def list_items(
 
 
 @router.get(
-    "/{item_id}",
+    "/{item_id:int}",
     name="get_item",
     response_model=ItemPublic,
     responses={304: {"description": "Not modified (`If-None-Match`)."}, 404: {}},
@@ -159,7 +179,7 @@ async def read_item(
     return ItemPublic.model_validate(item)
 
 
-@router.patch("/{item_id}", response_model=ItemPublic, responses=_OWNER_ONLY)
+@router.patch("/{item_id:int}", response_model=ItemPublic, responses=_OWNER_ONLY)
 async def update_item(
     item_id: ItemId,
     item_in: ItemUpdate,
@@ -179,7 +199,7 @@ async def update_item(
     return _public(item, response)
 
 
-@router.put("/{item_id}", response_model=ItemPublic, responses=_OWNER_ONLY)
+@router.put("/{item_id:int}", response_model=ItemPublic, responses=_OWNER_ONLY)
 async def replace_item(
     item_id: ItemId,
     item_in: ItemReplace,
@@ -196,7 +216,7 @@ async def replace_item(
 
 
 @router.delete(
-    "/{item_id}",
+    "/{item_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=_OWNER_ONLY,

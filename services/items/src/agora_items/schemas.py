@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from agora_items.currencies import DEFAULT_CURRENCY, check_currency
+from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units
 from agora_items.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -32,9 +33,16 @@ from agora_items.models import (
 
 MAX_TAGS: Final = 20
 TAG_MAX: Final = 32
-#: A tag starts with a letter, digit or underscore and may hold `-`, `.`, `+`, `#` and spaces
-#: (`c++`, `node.js`, `mid-century`); Unicode letters count.
-_TAG = re.compile(r"[^\W][\w .+#-]*")
+#: A tag starts (after any spaces) with a letter, digit or underscore and may hold `-`, `.`,
+#: `+`, `#` and spaces (`c++`, `node.js`, `mid-century`). Letters are ASCII and the Latin
+#: ones with diacritics (U+00C0-U+024F). Published as is in the OpenAPI document, with
+#: explicit ranges that ECMA, Rust and Python regex engines read alike, and checked as a full
+#: match, so what the document allows is exactly what is accepted (then stripped, lower-cased).
+_TAG_CHAR = r"A-Za-z0-9_\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+TAG_PATTERN: Final = rf"^ *[{_TAG_CHAR}][{_TAG_CHAR} .+#-]*$"
+_TAG = re.compile(TAG_PATTERN[1:-1])
+#: The JSON Schema of one tag as sent (before it is stripped and lower-cased).
+TAG_SCHEMA: Final[dict[str, Any]] = {"type": "string", "maxLength": TAG_MAX, "pattern": TAG_PATTERN}
 _CENT = Decimal(1).scaleb(-PRICE_SCALE)
 
 
@@ -48,17 +56,70 @@ def _format_price(value: Decimal) -> str:
     return format(value, "f")
 
 
+#: The largest price a column of PRICE_PRECISION digits, PRICE_SCALE of them decimals, holds.
+PRICE_MAX: Final = Decimal(10) ** (PRICE_PRECISION - PRICE_SCALE) - _CENT
+#: A positive price as a string: plain decimal notation, at most PRICE_SCALE (2) decimals.
+PRICE_STRING_PATTERN: Final = (
+    rf"^([1-9][0-9]{{0,{PRICE_PRECISION - PRICE_SCALE - 1}}}(\.[0-9]{{1,2}})?"
+    r"|0\.(0[1-9]|[1-9][0-9]?))$"
+)
+_PRICE_STRING = re.compile(PRICE_STRING_PATTERN[1:-1])
+#: What the OpenAPI document says a price is; ``_price_in`` accepts exactly that.
+PRICE_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": float(PRICE_MAX),
+            "multipleOf": float(_CENT),
+        },
+        {"type": "string", "pattern": PRICE_STRING_PATTERN},
+    ],
+    "examples": ["19.90"],
+}
+
+
+def _price_in(value: object) -> object:
+    """Accept a price exactly as ``PRICE_SCHEMA`` describes it; return it as a Decimal.
+
+    A number is a multiple of 0.01 when its decimal notation has at most two decimals (what
+    schemathesis and Decimal arithmetic say), and a string must match the pattern in full.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a price is a number or a decimal string, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or not 0 < value <= PRICE_MAX:
+            raise ValueError(f"a price must be above 0 and at most {PRICE_MAX}")
+        # The shortest repr is the number as JSON wrote it: 19.9, not 19.899999999999998...
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if amount != amount.quantize(_CENT):
+            raise ValueError("a price has at most two decimals")
+        return amount
+    if isinstance(value, str):
+        if not _PRICE_STRING.fullmatch(value):
+            raise ValueError(
+                "a price string is a positive decimal in plain notation with at most two "
+                f"decimals, at most {PRICE_MAX}"
+            )
+        return Decimal(value)
+    return value
+
+
+assert PRICE_SCALE == 2, "PRICE_STRING_PATTERN spells out two decimals"
+
 Price = Annotated[
     Decimal,
+    BeforeValidator(_price_in),
     Field(
         gt=0,
+        le=PRICE_MAX,
         max_digits=PRICE_PRECISION,
         decimal_places=PRICE_SCALE,
         allow_inf_nan=False,
-        examples=["19.90"],
     ),
     AfterValidator(_quantize),
     PlainSerializer(_format_price, return_type=str, when_used="json"),
+    WithJsonSchema(PRICE_SCHEMA),
 ]
 """A positive amount with at most two decimals; a JSON number or a decimal string in."""
 
@@ -70,18 +131,35 @@ PriceOut = Annotated[
 """A price as the API returns it: a decimal string with two decimals."""
 
 
-def _upper(value: object) -> object:
-    return value.strip().upper() if isinstance(value, str) else value
+def _any_case(code: str) -> str:
+    return "".join(f"[{ch}{ch.lower()}]" for ch in code)
+
+
+#: Every accepted code, in any case, with optional spaces around: the document publishes the
+#: list itself, so a schema-valid currency is never refused.
+CURRENCY_PATTERN: Final = "^ *(" + "|".join(_any_case(c) for c in sorted(minor_units())) + ") *$"
+_CURRENCY = re.compile(CURRENCY_PATTERN[1:-1])
+
+
+def _currency_in(value: object) -> object:
+    """Accept exactly what ``CURRENCY_PATTERN`` matches; return the code in upper case."""
+    if not isinstance(value, str):
+        return value
+    if not _CURRENCY.fullmatch(value):
+        raise ValueError(f"{value.strip()!r} is not an ISO 4217 currency code")
+    return check_currency(value.strip().upper())
 
 
 Currency = Annotated[
     str,
-    BeforeValidator(_upper),
-    StringConstraints(pattern=r"^[A-Z]{3}$"),
-    AfterValidator(check_currency),
-    Field(
-        description="An ISO 4217 currency code (case-insensitive in, upper case out).",
-        examples=["EUR"],
+    BeforeValidator(_currency_in),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": CURRENCY_PATTERN,
+            "description": "An ISO 4217 currency code (case-insensitive in, upper case out).",
+            "examples": ["EUR"],
+        }
     ),
 ]
 
@@ -102,12 +180,12 @@ def normalise_tags(value: Sequence[str]) -> list[str]:
     seen: dict[str, None] = {}
     for raw in value:
         tag = raw.strip().lower()
-        if not 1 <= len(tag) <= TAG_MAX:
+        if not 1 <= len(raw) <= TAG_MAX or len(tag) > TAG_MAX:
             raise ValueError(f"each tag must be 1 to {TAG_MAX} characters long: {raw!r}")
-        if not _TAG.fullmatch(tag):
+        if not _TAG.fullmatch(raw):
             raise ValueError(
-                f"tag {raw!r} must start with a letter or digit and use only letters, digits, "
-                "spaces and _ . + # -"
+                f"tag {raw!r} must start with a Latin letter, a digit or _ and use only those, "
+                "spaces and . + # -"
             )
         seen.setdefault(tag, None)
     if len(seen) > MAX_TAGS:
@@ -116,9 +194,9 @@ def normalise_tags(value: Sequence[str]) -> list[str]:
 
 
 Tags = Annotated[
-    # The raw bound only stops absurd lists early; the real limit applies after de-duplication.
-    list[Annotated[str, StringConstraints(max_length=256)]],
-    Field(max_length=10 * MAX_TAGS, examples=[["furniture", "vintage"]]),
+    # At most MAX_TAGS as sent, duplicates included: the document can say that much exactly.
+    list[Annotated[str, StringConstraints(max_length=256), WithJsonSchema(TAG_SCHEMA)]],
+    Field(max_length=MAX_TAGS, examples=[["furniture", "vintage"]]),
     AfterValidator(normalise_tags),
 ]
 
@@ -145,8 +223,24 @@ class ItemReplace(ItemCreate):
     status: ItemStatus = ItemStatus.ACTIVE
 
 
+def _refuse_null(schema: dict[str, Any]) -> None:
+    """Publish the fields ``ItemUpdate`` refuses as null without their null alternative."""
+    for name in _NOT_NULL:
+        field = schema["properties"][name]
+        branches = [b for b in field.pop("anyOf", []) if b != {"type": "null"}]
+        if len(branches) == 1:
+            field.update(branches[0])
+        elif branches:
+            field["anyOf"] = branches
+
+
+_NOT_NULL: Final = ("name", "price", "currency", "tags", "status")
+
+
 class ItemUpdate(_Input):
     """A partial update (PATCH): only the fields sent change; `description: null` clears it."""
+
+    model_config = ConfigDict(json_schema_extra=_refuse_null)
 
     name: Name | None = None
     description: Description | None = None
@@ -156,7 +250,7 @@ class ItemUpdate(_Input):
     status: ItemStatus | None = None
 
     # Validators do not run on defaults, so None here means the client sent an explicit null.
-    @field_validator("name", "price", "currency", "tags", "status")
+    @field_validator(*_NOT_NULL)
     @classmethod
     def _not_null(cls, value: object) -> object:
         if value is None:

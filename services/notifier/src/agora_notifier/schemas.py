@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agora_notifier.models import DeliveryStatus
 
@@ -60,4 +60,5 @@ class PreferencesUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    item_mail: bool = Field(description="Whether to receive emails about your items.")
+    # Strict: the document says boolean, so 0, 1, "yes" or "true" are refused, not coerced.
+    item_mail: StrictBool = Field(description="Whether to receive emails about your items.")

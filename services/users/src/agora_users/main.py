@@ -81,13 +81,18 @@ def _local_jwks(ctx: ServiceContext) -> JwksFetcher:
 wellknown = APIRouter(tags=["keys"])
 
 
-@wellknown.get("/.well-known/jwks.json")
-async def jwks(request: Request) -> JSONResponse:
+class JwkSetResponse(JSONResponse):
+    """A JWK Set, under its registered media type (so the OpenAPI document names it)."""
+
+    media_type = "application/jwk-set+json"
+
+
+@wellknown.get("/.well-known/jwks.json", response_class=JwkSetResponse)
+async def jwks(request: Request) -> JwkSetResponse:
     """Return the public keys that verify Agora's access tokens (RFC 7517)."""
     keys = runtime_of(request.app.state.ctx).keys
-    return JSONResponse(
+    return JwkSetResponse(
         keys.jwks(),
-        media_type="application/jwk-set+json",
         # Short: verifiers refetch on an unknown kid anyway, and a rotation must show soon.
         headers={"Cache-Control": "public, max-age=60"},
     )

@@ -31,6 +31,7 @@ from agora_kit.lifecycle import Component
 from agora_kit.logging import configure_logging
 from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
 from agora_kit.middleware import RequestContextMiddleware
+from agora_kit.openapi import truthful_openapi
 from agora_kit.pages import install_pages
 from agora_kit.redis import create_redis
 from agora_kit.settings import ServiceSettings
@@ -193,6 +194,8 @@ def create_service_app(
         root_path_in_servers=False,
         responses={422: {"model": Problem, "description": "Validation error (RFC 9457)"}},
     )
+    # Errors are problem+json, and the kit's own statuses (400, 401, 503...) are documented.
+    app.openapi = truthful_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
     for router in routers:
         app.include_router(router, prefix=api_prefix)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.schema import SchemaItem
 
 from agora_kit import retry
-from agora_kit.outbox import enqueue
+from agora_kit.outbox import REDACTED as REDACTED
+from agora_kit.outbox import SECRET_KEYS as SECRET_KEYS
+from agora_kit.outbox import enqueue, redact_secrets
 from agora_kit.retry import Executor, MigrationOps, Record
 
 DEAD_LETTER_TABLE_NAME = "dead_letter"
@@ -238,31 +239,6 @@ async def store_dead_letter(
         headers=feed_headers(record, group=group, error=error, kind=kind, attempts=attempts),
     )
     return int(new_id)
-
-
-#: Keys of an envelope's ``data`` whose values never reach a dead letter.
-SECRET_KEYS = frozenset({"token", "password", "secret", "refresh_token", "access_token"})
-REDACTED = "[redacted]"
-
-
-def redact_secrets(value: bytes | None) -> bytes | None:
-    """Return ``value`` with secret fields of a JSON envelope's ``data`` replaced.
-
-    Anything that is not a JSON object with a ``data`` object is returned unchanged. A
-    redacted command cannot be replayed as it was: its one-time token is gone on purpose
-    (the user asks for a new link).
-    """
-    if not value:
-        return value
-    try:
-        doc = json.loads(value)
-    except ValueError:
-        return value
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, dict) or not SECRET_KEYS & data.keys():
-        return value
-    doc["data"] = {k: (REDACTED if k in SECRET_KEYS else v) for k, v in data.items()}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _dead_letter(row: Any) -> DeadLetter:

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from agora_kit.context import request_id_var
@@ -391,6 +392,11 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route the path matched only.
+            allowed = allowed_methods(request.app.router.routes, request.scope)
+            if allowed:
+                exc = StarletteHTTPException(405, headers={"Allow": ", ".join(allowed)})
         return http_exception_problem(request.scope, exc)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
@@ -416,6 +422,31 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
     for cls in DEPENDENCY_ERRORS:
         app.add_exception_handler(cls, on_unhandled)
     app.add_exception_handler(Exception, on_unhandled)
+
+
+#: The methods a 405's ``Allow`` may name (HEAD follows GET in Starlette's routes).
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Return every method some route fully serves at the path of ``scope`` (a 405's Allow).
+
+    Each method is tried against every route's ``matches`` (the public routing API), so
+    routers FastAPI includes lazily are searched as well.
+    """
+    allowed = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": scope.get("path", ""),
+            "root_path": scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 def http_exception_problem(scope: Scope, exc: StarletteHTTPException) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,32 @@ DEFAULT_TABLE_NAME = "outbox"
 
 #: Postgres truncates identifiers (and so channel names) to 63 bytes.
 _MAX_IDENTIFIER = 63
+
+#: Keys of an envelope's ``data`` whose values never outlive their delivery: the relay
+#: scrubs them from a row once it is published, and dead letters never hold them.
+SECRET_KEYS = frozenset({"token", "password", "secret", "refresh_token", "access_token"})
+REDACTED = "[redacted]"
+
+
+def redact_secrets(value: bytes | None) -> bytes | None:
+    """Return ``value`` with secret fields of a JSON envelope's ``data`` replaced.
+
+    Anything that is not a JSON object with a ``data`` object is returned unchanged (the
+    very object, so a caller can tell nothing changed). A redacted command cannot be
+    replayed as it was: its one-time token is gone on purpose (the user asks for a new link).
+    """
+    if not value:
+        return value
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return value
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or not SECRET_KEYS & data.keys():
+        return value
+    doc["data"] = {k: (REDACTED if k in SECRET_KEYS else v) for k, v in data.items()}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 #: A stored header value: text when the bytes are UTF-8, else ``{"base64": "..."}``.
 StoredHeader = list[Any]

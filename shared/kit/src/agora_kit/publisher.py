@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agora_kit.outbox import decode_headers
+from agora_kit.outbox import decode_headers, redact_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -136,11 +136,22 @@ class BatchPublisher:
         futures, failure = await self._send_all(producer, rows)
         acked, failure = await self._await_acks(rows, futures, failure)
         if acked:
-            await conn.execute(
-                sa.update(t)
-                .where(t.c.id.in_(acked))
-                .values(published_at=sa.func.now(), attempts=t.c.attempts + 1, last_error=None)
-            )
+            # One-time tokens must not wait for retention in clear: once the broker holds a
+            # message, its row keeps everything but the secret fields of ``data``, set in the
+            # very statement that marks it published (the connection autocommits).
+            scrubbed = {
+                row.id: clean
+                for row in rows[: len(acked)]
+                if (clean := redact_secrets(row.value)) is not row.value
+            }
+            values: dict[str, Any] = {
+                "published_at": sa.func.now(),
+                "attempts": t.c.attempts + 1,
+                "last_error": None,
+            }
+            if scrubbed:
+                values["value"] = sa.case(scrubbed, value=t.c.id, else_=t.c.value)
+            await conn.execute(sa.update(t).where(t.c.id.in_(acked)).values(**values))
             self._published.inc(len(acked))
         if failure is None:
             return len(rows) == self._limits.batch_size
