@@ -50,6 +50,8 @@ STACK_ENV = {
     "NOTIFIER_THROTTLE_LIMIT": "1000",
 }
 RETRYABLE = {429, 502, 503, 504}
+#: Every ITEM_EVERY-th account of a scenario lists one item (after verifying its address).
+ITEM_EVERY = 4
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Stack:
         self.home = home
         self.workers = workers
         self.gateway_port = free_port()
+        #: The running scenario's tag (its accounts are ``u<i>.<tag>@chaos.example``).
+        self.tag = ""
 
     def up(self) -> None:
         """`agora up --detach` (raises with its output when it fails)."""
@@ -117,6 +121,11 @@ class Stack:
     def component(self, name: str) -> ComponentInfo:
         """The current stack.json entry of ``name``."""
         return {c.name: c for c in read_stack(self.home)}[name]
+
+    def url_of(self, name: str) -> str | None:
+        """The URL of ``name`` now, or None while the stack is being (re)started."""
+        found = {c.name: c for c in read_stack(self.home)}.get(name)
+        return found.url if found is not None and found.state == "running" else None
 
     @property
     def gateway(self) -> str:
@@ -187,6 +196,11 @@ async def _verification_token(mail: httpx.AsyncClient, api: str, email: str) -> 
     return None
 
 
+def account(index: int, tag: str) -> str:
+    """The address of the load's ``index``-th account in a scenario."""
+    return f"u{index}.{tag}@chaos.example"
+
+
 def _title(resp: httpx.Response) -> str:
     """The problem title of an error response (its first bytes when it is not JSON)."""
     try:
@@ -200,6 +214,10 @@ def _retryable(resp: httpx.Response) -> bool:
     if resp.status_code == 409:
         # An Idempotency-Key still in flight (the first attempt's process may have died).
         return "Retry-After" in resp.headers
+    if resp.status_code == 404 and resp.text.strip() == "404 page not found":
+        # Traefik's own answer while it loads its routes just after a start: every API
+        # 404 of Agora is a problem+json body.
+        return True
     return resp.status_code in RETRYABLE
 
 
@@ -237,7 +255,7 @@ class Load:
 
     async def register(self, client: httpx.AsyncClient, index: int, *, with_item: bool) -> None:
         """One account (Idempotency-Key makes the retries safe), maybe one item."""
-        email = f"u{index}.{self.tag}@chaos.example"
+        email = account(index, self.tag)
         key = f"{self.tag}-{index}"
         self.sent += 1
         resp = await self._request(
@@ -283,10 +301,10 @@ class Load:
     async def verify(self, client: httpx.AsyncClient, email: str) -> bool:
         """Wait for the verification email in the sink and post its token."""
         deadline = time.monotonic() + self.retry_budget_s
-        mail_api = self.stack.component("mail").url
         async with httpx.AsyncClient(timeout=10) as mail:
             while time.monotonic() < deadline:
-                link = await _verification_token(mail, mail_api, email)
+                mail_api = self.stack.url_of("mail")  # it moves on `agora down`/`up`
+                link = await _verification_token(mail, mail_api, email) if mail_api else None
                 if link is not None:
                     resp = await self._request(
                         client, "POST", "/api/v1/auth/verify-email", json={"token": link}
@@ -296,7 +314,6 @@ class Load:
                     self.errors[f"verify: {'gave up' if resp is None else resp.status_code}"] += 1
                     return False
                 await asyncio.sleep(0.5)
-                mail_api = self.stack.component("mail").url  # it moves on `agora down`/`up`
         self.errors["verify: no verification email"] += 1
         return False
 
@@ -486,13 +503,14 @@ async def run_scenario(
     *,
     count: int = 60,
     rate: float = 20.0,
-    item_every: int = 4,
+    item_every: int = ITEM_EVERY,
     fault_after_s: float = 1.0,
     drain_timeout_s: float = 240.0,
     after: Fault | None = None,
 ) -> Result:
     """Load, a fault mid-burst, drain, reconcile."""
     tag = f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:24]}-{uuid.uuid4().hex[:6]}"
+    stack.tag = tag
     load = Load(stack, tag)
     load_task = asyncio.create_task(load.run(count, rate, item_every=item_every))
     await asyncio.sleep(fault_after_s)

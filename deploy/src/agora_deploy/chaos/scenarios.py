@@ -12,7 +12,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
 
-from agora_deploy.chaos.harness import Stack
+from agora_deploy.chaos.harness import ITEM_EVERY, Stack, account
 from agora_deploy.testing import run_agora
 
 
@@ -73,12 +73,17 @@ async def redis_kill(stack: Stack) -> None:
     await _kill(stack, "redis")
 
 
-async def _smtp_fault(stack: Stack, code: int, seconds: float) -> None:
-    """Once mail flows, the SMTP server answers ``code`` to every recipient for ``seconds``."""
+async def _smtp_fault(
+    stack: Stack, code: int, seconds: float, addresses: list[str] | None = None
+) -> None:
+    """Once mail flows, the SMTP server answers ``code`` (to ``addresses``, or all)."""
     api = stack.component("mail").url
     async with httpx.AsyncClient(base_url=api, timeout=5) as client:
         await _mail_flowing(client)
-        on = {"Recipient": {"ErrorCode": code, "Probability": 100}}
+        trigger: dict[str, object] = {"ErrorCode": code, "Probability": 100}
+        if addresses:
+            trigger["Addresses"] = addresses  # the embedded sink's extension
+        on = {"Recipient": trigger}
         (await client.put("/api/v1/chaos", json=on)).raise_for_status()
         try:
             await asyncio.sleep(seconds)
@@ -107,8 +112,14 @@ async def _mail_flowing(client: httpx.AsyncClient, timeout_s: float = 30.0) -> N
 
 
 async def smtp_rejects(stack: Stack) -> None:
-    """The SMTP server answers 550 (permanent failure) for 3 s."""
-    await _smtp_fault(stack, 550, 3.0)
+    """The SMTP server answers 550 (permanent failure) for 3 s to the accounts listing nothing.
+
+    Their verification emails stay dead letters by policy (a command's token is not kept);
+    the owners who list items need theirs to verify, so the fault spares them.
+    """
+    spared = {account(i, stack.tag) for i in range(0, 60, ITEM_EVERY)}
+    hit = [account(i, stack.tag) for i in range(60) if account(i, stack.tag) not in spared]
+    await _smtp_fault(stack, 550, 3.0, addresses=hit)
 
 
 async def replay_dead_letters(stack: Stack) -> None:
