@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,20 +131,6 @@ def start_kafka(
     return broker
 
 
-@dataclass(frozen=True)
-class Supervised:
-    """One process of a component with the check a supervisor polls after ``process.start()``.
-
-    Before restarting a killed process, wait until ``ports`` are free: a restart right after a
-    kill can fail on "address already in use".
-    """
-
-    name: str
-    process: ManagedProcess
-    health: Callable[[], bool]
-    ports: tuple[int, ...]
-
-
 @dataclass
 class DurableBroker:
     """Tansu on S3 storage: two processes, storage first (Tansu needs it to start and serve)."""
@@ -157,14 +142,6 @@ class DurableBroker:
     def bootstrap(self) -> str:
         """Bootstrap servers string for clients."""
         return self.broker.bootstrap
-
-    def processes(self) -> list[Supervised]:
-        """Both processes in start order (storage, then broker), each with its health check."""
-        return [
-            Supervised("storage", self.storage.process, self.storage.health,
-                       tuple(self.storage.ports.all())),
-            Supervised("kafka", self.broker.process, self.broker.health, (self.broker.port,)),
-        ]  # fmt: skip
 
     def health(self) -> bool:
         """Whether both the storage and the broker are healthy."""
