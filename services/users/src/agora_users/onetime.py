@@ -69,6 +69,31 @@ async def consume_one_time(
     return row, user
 
 
+async def verified_with(session: AsyncSession, *, signer: TokenSigner, token: str) -> User | None:
+    """The user whose address this (already used) verification token shows verified, if any.
+
+    A verification retried after its answer was lost (a timeout, a restart) finds its token
+    used; the address it names is verified, so the retry is answered as a success.
+    """
+    try:
+        claims = signer.decode_one_time(token, TokenPurpose.VERIFY_EMAIL)
+    except InvalidOneTimeToken:
+        return None
+    row = await session.scalar(sa.select(OneTimeToken).where(OneTimeToken.jti == claims.jti))
+    if row is None or row.purpose != TokenPurpose.VERIFY_EMAIL.value:
+        return None
+    user = await session.get(User, row.user_id)
+    if (
+        user is None
+        or user.id != claims.user_id
+        or not user.is_active
+        or not user.email_verified
+        or user.email != row.email
+    ):
+        return None
+    return user
+
+
 async def use_up_tokens(session: AsyncSession, user_id: int, purpose: TokenPurpose) -> None:
     """Mark the user's unused tokens of ``purpose`` used (a password change voids resets)."""
     await session.execute(

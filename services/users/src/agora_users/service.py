@@ -23,11 +23,12 @@ from agora_users.config import UsersSettings
 from agora_users.exceptions import (
     AccountGone,
     EmailTaken,
+    InvalidOneTimeToken,
     UserNotFound,
     WrongPassword,
 )
 from agora_users.models import RefreshToken, TokenPurpose, User
-from agora_users.onetime import consume_one_time, issue_one_time, use_up_tokens
+from agora_users.onetime import consume_one_time, issue_one_time, use_up_tokens, verified_with
 from agora_users.passwords import Passwords
 from agora_users.schemas import UserCreate, UserUpdate
 from agora_users.security import LoginGuard, Revocation
@@ -143,11 +144,21 @@ async def register_user(
 
 
 async def verify_email(*, uow: UnitOfWork, signer: TokenSigner, token: str) -> User:
-    """Mark the address the token was mailed to as verified (the token is used up)."""
+    """Mark the address the token was mailed to as verified (the token is used up).
+
+    Idempotent: the token of an address it already verified answers the same again.
+    """
     async with uow:
-        _row, user = await consume_one_time(
-            uow.session, signer=signer, token=token, purpose=TokenPurpose.VERIFY_EMAIL
-        )
+        try:
+            _row, user = await consume_one_time(
+                uow.session, signer=signer, token=token, purpose=TokenPurpose.VERIFY_EMAIL
+            )
+        except InvalidOneTimeToken:
+            # A retry of a verification that went through: the same answer, no new event.
+            verified = await verified_with(uow.session, signer=signer, token=token)
+            if verified is None:
+                raise
+            return verified
         if not user.email_verified:
             user.email_verified = True
             record_update(uow, user, {"email_verified": FieldChange(old=False, new=True)})
