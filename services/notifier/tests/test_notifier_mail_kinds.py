@@ -83,7 +83,9 @@ async def test_welcome_mail(
     assert "Hello Ada <Lovelace> & Co," in mail.text  # the text part is not HTML-escaped
     assert "Ada &lt;Lovelace&gt; &amp; Co" in mail.html  # the HTML part is
     assert "<Lovelace>" not in mail.html
-    assert "http://gateway.test/items/new" in mail.text
+    # The link is the gateway's front page (there is no item form in the browser).
+    assert "list your first item at http://gateway.test/\n" in mail.text
+    assert '<a href="http://gateway.test/">' in mail.html
 
 
 @pytest.mark.asyncio
