@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from agora_deploy.launchers import gateway as gateway_launcher
+from agora_deploy.services import REGISTRY
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
@@ -44,11 +45,7 @@ REQUIRED = (
     "PUBLIC_URL",
 )
 #: Each service's pydantic-settings class.
-SETTINGS = {
-    "users": ("agora_users.config", "UsersSettings"),
-    "items": ("agora_items.config", "ItemsSettings"),
-    "notifier": ("agora_notifier.config", "NotifierSettings"),
-}
+SETTINGS = {spec.name: spec.settings.partition(":")[::2] for spec in REGISTRY}
 INFRA = ("postgres", "redis", "kafka", "mailpit")
 #: (host ip or "" for all interfaces, host port, container port) per service, nothing else.
 EXPECTED_PORTS = {

@@ -19,17 +19,14 @@ from typing import Any
 
 import pytest
 import yaml
+from agora_deploy.services import REGISTRY
 from agora_kit.health import health_router
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if p.is_dir())
 DYNAMIC = REPO / "deploy" / "gateway" / "dynamic.yml"
-SETTINGS = {
-    "users": ("agora_users.config", "UsersSettings"),
-    "items": ("agora_items.config", "ItemsSettings"),
-    "notifier": ("agora_notifier.config", "NotifierSettings"),
-}
+SETTINGS = {spec.name: spec.settings.partition(":")[::2] for spec in REGISTRY}
 #: Read by the image's entrypoint (deploy/docker/entrypoint.sh), not by the settings classes.
 ENTRYPOINT_VARIABLES = {"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "GRACEFUL_SHUTDOWN_S"}
 #: Placeholder values for the Secrets' keys (the cluster's Secrets hold the real ones).
@@ -191,10 +188,13 @@ def public_paths() -> set[tuple[str, str]]:
     """(path, "Prefix"|"Exact") of the gateway's public routers (not the docs routes)."""
     dynamic = DYNAMIC.read_text()
     found: set[tuple[str, str]] = set()
-    for match in re.finditer(r'rule: "((?:PathPrefix|Path)\(`[^"]*)"', dynamic):
-        if "{{" in match.group(1):
+    # The fixed routers' rules, then each service's (from its declaration).
+    rules = [m.group(1) for m in re.finditer(r'rule: "((?:PathPrefix|Path)\(`[^"]*)"', dynamic)]
+    rules += [spec.gateway_rule for spec in REGISTRY]
+    for rule in rules:
+        if "{{" in rule:
             continue  # the templated /<service>/docs routers
-        for kind, path in re.findall(r"(PathPrefix|Path)\(`([^`]+)`\)", match.group(1)):
+        for kind, path in re.findall(r"(PathPrefix|Path)\(`([^`]+)`\)", rule):
             if path.startswith("/gateway-error") or (kind == "PathPrefix" and path == "/"):
                 continue  # the internal entrypoint's own routes
             if path == "/mail/":

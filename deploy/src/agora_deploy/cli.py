@@ -241,7 +241,7 @@ def status(
         from agora_deploy.observe import service_gauges
 
         for comp in components:
-            if comp.name in {"users", "items", "notifier"} and comp.state == "running":
+            if comp.name in {spec.name for spec in REGISTRY} and comp.state == "running":
                 comp.extra.update(service_gauges(comp.url))
     if as_json:
         typer.echo(json.dumps({"components": [c.to_json() for c in components]}, indent=2))
@@ -362,24 +362,20 @@ def stack_env(service: str) -> Callable[[], None]:
     return callback
 
 
-#: Command groups that services contribute: (group, module, Typer attribute, service, help).
-SERVICE_COMMANDS = (
-    ("keys", "agora_users.cli", "keys_app", "users", "Signing keys of the users service."),
-    ("admin", "agora_users.cli", "admin_app", "users", "Administrators."),
-    ("dlq", "agora_notifier.cli", "dlq_app", "notifier", "The notifier's dead letters."),
-)
-
-
 def mount_service_commands() -> None:
-    """Add each installed service's command group (services join as they arrive)."""
-    for group, module_name, attribute, service, help_text in SERVICE_COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        sub = getattr(module, attribute, None)
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=group, help=help_text, callback=stack_env(service))
+    """Add each installed service's declared command groups (services join as they arrive)."""
+    for spec in REGISTRY:
+        for command in spec.commands:
+            module_name, attribute = command.typer.split(":", 1)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError:
+                continue
+            sub = getattr(module, attribute, None)
+            if isinstance(sub, typer.Typer):
+                app.add_typer(
+                    sub, name=command.name, help=command.help, callback=stack_env(spec.name)
+                )
 
 
 def main() -> None:

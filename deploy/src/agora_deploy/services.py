@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,18 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
+class ServiceCommand:
+    """A command group a service adds to the ``agora`` CLI."""
+
+    name: str
+    #: ``module:attribute`` of its ``typer.Typer``.
+    typer: str
+    help: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
-    """How the stack runs one service."""
+    """How the stack runs one service: its ``[tool.agora.service]`` declaration."""
 
     name: str
     #: ``module:factory`` for ``uvicorn --factory``.
@@ -27,12 +38,20 @@ class ServiceSpec:
     database: str
     #: Folder with alembic.ini (relative to the repo root).
     project_dir: str
+    #: ``module:class`` of its settings (a ``ServiceSettings``).
+    settings: str = ""
+    #: Start order (lowest first).
+    order: int = 100
     #: Consumer groups it owns (their retry and dead-letter topics are created by `up`).
     consumer_groups: tuple[str, ...] = ()
+    #: Traefik rules of the public paths the gateway routes to it.
+    routes: tuple[str, ...] = ()
+    #: Command groups it adds to the ``agora`` CLI.
+    commands: tuple[ServiceCommand, ...] = ()
     #: Extra environment variables.
     env: dict[str, str] = field(default_factory=dict)
     #: Source folders watched by ``--reload``.
-    reload_dirs: tuple[str, ...] = ()
+    reload_dirs: tuple[str, ...] = ("src",)
 
     @property
     def path(self) -> Path:
@@ -49,37 +68,61 @@ class ServiceSpec:
         """The service's top-level package."""
         return self.app.split(":", 1)[0].split(".", 1)[0]
 
+    @property
+    def gateway_rule(self) -> str:
+        """The Traefik rule of its public paths (one router per service)."""
+        return " || ".join(self.routes)
+
     def installed(self) -> bool:
         """Whether the service's package is installed in this environment."""
         return importlib.util.find_spec(self.module) is not None
 
 
+#: Where services live: each folder with a ``[tool.agora.service]`` table is one.
+SERVICES_DIR = REPO_ROOT / "services"
+
+
+def _relative(project: Path) -> str:
+    """The project folder relative to the repository (absolute when outside it)."""
+    return (
+        str(project.relative_to(REPO_ROOT)) if project.is_relative_to(REPO_ROOT) else str(project)
+    )
+
+
+def _declaration(project: Path) -> ServiceSpec | None:
+    """The service declared in ``project/pyproject.toml``, if it declares one."""
+    pyproject = project / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("agora", {}).get("service")
+    if table is None:
+        return None
+    try:
+        return ServiceSpec(
+            name=table["name"],
+            app=table["app"],
+            database=table.get("database", table["name"]),
+            project_dir=_relative(project),
+            settings=table["settings"],
+            order=int(table.get("order", 100)),
+            consumer_groups=tuple(table.get("consumer_groups", ())),
+            routes=tuple(table.get("routes", ())),
+            commands=tuple(ServiceCommand(**cmd) for cmd in table.get("commands", ())),
+        )
+    except (KeyError, TypeError) as exc:
+        raise LaunchError(f"{pyproject}: bad [tool.agora.service] table: {exc!r}") from exc
+
+
+def discover(root: Path = SERVICES_DIR) -> tuple[ServiceSpec, ...]:
+    """Every service declared under ``root``, in start order."""
+    if not root.is_dir():  # installed without its repository: nothing to run
+        return ()
+    found = [spec for project in sorted(root.iterdir()) if (spec := _declaration(project))]
+    return tuple(sorted(found, key=lambda spec: (spec.order, spec.name)))
+
+
 #: Every service of Agora, in start order (users first: the others read its JWKS).
-REGISTRY: tuple[ServiceSpec, ...] = (
-    ServiceSpec(
-        name="users",
-        app="agora_users.main:create_app",
-        database="users",
-        project_dir="services/users",
-        reload_dirs=("src",),
-    ),
-    ServiceSpec(
-        name="items",
-        app="agora_items.main:create_app",
-        database="items",
-        project_dir="services/items",
-        consumer_groups=("items",),
-        reload_dirs=("src",),
-    ),
-    ServiceSpec(
-        name="notifier",
-        app="agora_notifier.main:create_app",
-        database="notifier",
-        project_dir="services/notifier",
-        consumer_groups=("notifier",),
-        reload_dirs=("src",),
-    ),
-)
+REGISTRY: tuple[ServiceSpec, ...] = discover()
 
 
 def available_services() -> list[ServiceSpec]:

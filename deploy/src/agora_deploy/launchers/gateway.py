@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, ensure_port_free
+from agora_deploy.services import REGISTRY
 
 HOST = "127.0.0.1"
 #: The dynamic configuration shared with docker-compose.
@@ -120,8 +121,8 @@ def start_gateway(
     env = {**os.environ, **(settings or {})}
     # The gateway's error answers are routed back to Traefik's own internal entrypoint.
     env["GATEWAY_INTERNAL_URL"] = f"http://{HOST}:{internal_port}"
-    for name in ("users", "items", "notifier"):
-        env[f"{name.upper()}_UPSTREAM"] = upstreams.get(name, NOWHERE)
+    for spec in REGISTRY:
+        env[f"{spec.name.upper()}_UPSTREAM"] = upstreams.get(spec.name, NOWHERE)
     # The mail sink's inbox shows every message, reset links included: routed at /mail/ in
     # development only (the file renders the route only when MAIL_UPSTREAM is set).
     env.pop("MAIL_UPSTREAM", None)
