@@ -18,6 +18,7 @@ Our own spans, each in the trace of the request that caused it:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -48,6 +49,27 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 ENABLED: bool = wanted()
 
 _NOOP: AbstractContextManager[None] = nullcontext()
+
+
+def keep_sdk_out() -> None:
+    """When off, import redis with the OpenTelemetry SDK hidden (it loads it if it can).
+
+    redis-py (8.x) imports ``opentelemetry.sdk.metrics`` at import time when installed, for
+    metrics it only reports once asked to; its import is guarded by ``except ImportError``,
+    which a ``None`` in ``sys.modules`` triggers. Only redis's own import is affected.
+    """
+    if ENABLED or "redis" in sys.modules:
+        return
+    hidden = "opentelemetry.sdk"
+    if hidden in sys.modules:
+        return
+    sys.modules[hidden] = None  # type: ignore[assignment]
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pass  # not installed: nothing to keep out
+    finally:
+        del sys.modules[hidden]
 
 
 def setup(service_name: str) -> None:
