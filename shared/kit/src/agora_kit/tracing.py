@@ -17,6 +17,7 @@ Our own spans, each in the trace of the request that caused it:
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
@@ -74,10 +75,18 @@ def keep_sdk_out() -> None:
 
 def setup(service_name: str) -> None:
     """Configure the process's tracer provider and instrument the libraries (once, when on)."""
+    global ENABLED
     if not ENABLED:
         return
-    from agora_kit import otel
-
+    try:
+        from agora_kit import otel
+    except ImportError as exc:
+        # Asked for, not installed (agora-kit without its `tracing` extra): serve untraced.
+        logging.getLogger("agora.tracing").warning(
+            "tracing is off: OpenTelemetry is not installed (%s); install agora-kit[tracing]", exc
+        )
+        ENABLED = False
+        return
     otel.configure(service_name)
 
 
