@@ -79,6 +79,12 @@ def up(
     gateway_port: Annotated[
         int, typer.Option(envvar="AGORA_GATEWAY_PORT", help="Port of the gateway.")
     ] = 8080,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace", help="Trace every request to <AGORA_HOME>/traces; see `agora trace`."
+        ),
+    ] = False,
 ) -> None:
     """Start every component, supervised: one that exits is restarted (Ctrl-C stops all)."""
     state_dir = default_state_dir()
@@ -95,7 +101,9 @@ def up(
     chosen = None
     if services is not None:
         chosen = tuple(n for n in services.split(",") if n.strip() and n != "none")
-    options = UpOptions(workers=workers, reload=reload, gateway_port=gateway_port, services=chosen)
+    options = UpOptions(
+        workers=workers, reload=reload, gateway_port=gateway_port, services=chosen, trace=trace
+    )
     try:
         options.selected()
     except LaunchError as exc:
@@ -255,6 +263,29 @@ def status(
         console.print(f"front page: {urls['gateway']}/  (API docs, event catalogue, health)")
     if "mail" in urls:
         console.print(f"mail inbox: {urls['mail']}/  (every e-mail the system sent)")
+
+
+@app.command("trace")
+def trace_command(
+    request_id: Annotated[str, typer.Argument(help="The X-Request-ID of the request.")],
+) -> None:
+    """Print one request's spans as a timed tree (the stack runs with `agora up --trace`)."""
+    from agora_deploy.traces import find_trace, read_spans, render, traces_dir
+
+    folder = traces_dir(default_state_dir())
+    if not folder.is_dir():
+        err.print(f"[red]no traces in {folder}[/red]: start the stack with `agora up --trace`")
+        raise typer.Exit(1)
+    spans = find_trace(read_spans(folder), request_id)
+    if not spans:
+        err.print(f"[red]no trace of request {request_id!r}[/red] in {folder}")
+        raise typer.Exit(1)
+    total_ms = (max(s.end_ns for s in spans) - min(s.start_ns for s in spans)) / 1e6
+    typer.echo(
+        f"trace {spans[0].trace_id}: request {request_id}, {len(spans)} spans, {total_ms:.1f} ms"
+    )
+    for line in render(spans):
+        typer.echo(line)
 
 
 def _disk_bytes(folder: Path) -> int:

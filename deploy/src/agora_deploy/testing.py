@@ -154,7 +154,9 @@ def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemSta
         )
     infra = Infra(tmp_path_factory.mktemp("system"), die_with_parent=True, ephemeral=True)
     try:
-        bring_up(infra, UpOptions(gateway_port=free_port()))
+        # Traced as `agora up --trace` runs: the system tests exercise tracing on, and
+        # `agora trace` has spans to read (tests/e2e/test_e2e_traces.py).
+        bring_up(infra, UpOptions(gateway_port=free_port(), trace=True))
         yield SystemStack(
             infra=infra,
             gateway=infra.components["gateway"].url,

@@ -18,11 +18,13 @@ from pathlib import Path
 from agora_contract import topics
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
+from agora_kit.tracing import TRACES_DIR_ENV
 
 from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
 from agora_deploy.services import ServiceSpec, available_services, selected_services
 from agora_deploy.stack import ComponentInfo, Infra, database_url
+from agora_deploy.traces import traces_dir
 
 HOST = "127.0.0.1"
 
@@ -36,6 +38,8 @@ class UpOptions:
     gateway_port: int = 8080
     #: Which registered services to run (None: every installed one).
     services: tuple[str, ...] | None = None
+    #: Trace every request: each service process writes its spans under ``traces/``.
+    trace: bool = False
 
     def to_json(self) -> str:
         """These options as JSON (handed to the detached supervisor)."""
@@ -51,6 +55,7 @@ class UpOptions:
             reload=bool(raw["reload"]),
             gateway_port=int(raw["gateway_port"]),
             services=tuple(services) if services is not None else None,
+            trace=bool(raw.get("trace", False)),
         )
 
     def selected(self) -> list[ServiceSpec]:
@@ -180,6 +185,8 @@ def _empty_folder(folder: Path) -> None:
 def bring_up(infra: Infra, options: UpOptions) -> None:
     """Start everything in order, health-checked, writing stack.json after each step."""
     services = options.selected()
+    if options.trace:
+        _empty_folder(traces_dir(infra.state_dir))  # one run's traces, not every run's
     for start in (infra.start_postgres, infra.start_redis, infra.start_kafka, infra.start_mail):
         start()
         infra.write()
@@ -191,6 +198,9 @@ def bring_up(infra: Infra, options: UpOptions) -> None:
     for spec in services:
         infra.create_database(spec.database)
         env = service_env(infra, spec, urls)
+        if options.trace:
+            # agora_kit.tracing: spans as JSON lines, read back by `agora trace`.
+            env[TRACES_DIR_ENV] = str(traces_dir(infra.state_dir))
         migrate(spec, env)
         start_service(infra, spec, ports[spec.name], env, options)
         infra.write()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from agora_contract import Envelope, NotificationFailed, NotificationSent
+from agora_kit import tracing
 from agora_kit.consumer import PermanentError, TransientError
 from agora_kit.errors import dependency_down
 from agora_kit.retry import Backoff
@@ -199,9 +200,15 @@ class Postman:
             )
             await uow.commit()
         try:
-            await self._sender.send(
-                message, sender=self.config.sender.addr_spec, recipient=row.recipient
-            )
+            attributes = {
+                "agora.email_kind": str(row.kind),
+                "agora.message_id": str(row.message_id),
+            }
+            with tracing.span("smtp send", attributes) as span:
+                reply = await self._sender.send(
+                    message, sender=self.config.sender.addr_spec, recipient=row.recipient
+                )
+                tracing.set_attribute(span, "smtp.reply", reply[:200])
         except SendError as exc:
             self._count(EmailOutcome.FAILED)
             error, permanent = str(exc), exc.permanent

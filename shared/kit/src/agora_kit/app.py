@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agora_kit import tracing
 from agora_kit.auth import JwksFetcher, JwtVerifier
 from agora_kit.db import create_engine, create_session_factory
 from agora_kit.docsprefix import DocsPrefixMiddleware
@@ -80,6 +81,7 @@ def _lifespan(
         configure_logging(settings)
         async with AsyncExitStack() as stack:
             engine = create_engine(settings)
+            tracing.instrument_engine(engine)
             stack.push_async_callback(_bounded, "database engine", engine.dispose, timeout_s)
             redis = create_redis(settings)
             stack.push_async_callback(_bounded, "redis", redis.aclose, timeout_s)
@@ -142,6 +144,7 @@ def create_service_app(
     ``<api_prefix>/auth``. ``jwks_fetcher(ctx)`` replaces the HTTP JWKS fetch (the users
     service serves its own keys in-process).
     """
+    tracing.setup(settings.service_name)
     middleware: list[Middleware] = [Middleware(DocsPrefixMiddleware)]
     if settings.cors_origins:
         exposed = ["X-Request-ID", "Retry-After", "ETag", "Location", REPLAYED_HEADER]
@@ -203,6 +206,7 @@ def create_service_app(
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_route("/asyncapi.json", _asyncapi, methods=["GET"], include_in_schema=False)
     install_pages(app, title=title)
+    tracing.instrument_app(app)
     return app
 
 

@@ -11,6 +11,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agora_kit import tracing
 from agora_kit.context import request_id_var, traceparent_var
 from agora_kit.errors import unhandled_problem
 from agora_kit.metrics import UNMATCHED_ROUTE, HttpMetrics
@@ -87,6 +88,9 @@ class RequestContextMiddleware:
             return
         request_id = sane_request_id(_header(scope, b"x-request-id")) or uuid.uuid4().hex
         traceparent = valid_traceparent(_header(scope, b"traceparent"))
+        if tracing.ENABLED:
+            # The server span (opentelemetry's middleware runs outside this one) is the parent.
+            traceparent = tracing.server_span(request_id) or traceparent
         id_token = request_id_var.set(request_id)
         trace_token = traceparent_var.set(traceparent)
         metrics = self._metrics(scope)

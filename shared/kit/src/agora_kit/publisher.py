@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,19 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agora_kit import tracing
 from agora_kit.outbox import decode_headers, redact_secrets
 
 log = structlog.get_logger(__name__)
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
+def _end_publish(span: Any, future: asyncio.Future[Any]) -> None:
+    # Ends when the broker acknowledged (or the send failed); never-answered sends stay open
+    # and are dropped with the producer.
+    error = None if future.cancelled() else future.exception()
+    tracing.end_publish(span, KafkaError("send cancelled") if future.cancelled() else error)
 
 
 class AckTimeoutError(TimeoutError):
@@ -174,13 +183,21 @@ class BatchPublisher:
         for row in rows:
             if failed.is_set():
                 break  # a row already failed: sending more only adds re-sends out of order
+            headers = decode_headers(row.headers)
+            # A `relay publish` span per row, under the row's own stored traceparent.
+            span = tracing.start_publish(row.topic, headers) if tracing.ENABLED else None
             try:
                 async with asyncio.timeout(self._limits.send_timeout_s):
-                    future = await producer.send(
-                        row.topic, value=row.value, key=row.key, headers=decode_headers(row.headers)
-                    )
+                    with tracing.activate(span):
+                        future = await producer.send(
+                            row.topic, value=row.value, key=row.key, headers=headers
+                        )
             except Exception as exc:
+                if span is not None:
+                    tracing.end_publish(span, exc)
                 return futures, exc
+            if span is not None:
+                future.add_done_callback(functools.partial(_end_publish, span))
             futures.append(future)
             if future.done():
                 on_done(future)  # a callback on a done future would only run after the loop

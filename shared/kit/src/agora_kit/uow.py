@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from agora_contract import Envelope, Event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agora_kit import tracing
 from agora_kit.context import request_id_var, traceparent_var
 from agora_kit.outbox import OutboxMessage, enqueue_many
 
@@ -49,6 +50,8 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
         self._pending: list[OutboxMessage] = []
         self._events: list[Envelope] = []
+        #: ``outbox enqueue`` spans, ended at commit (only when tracing is on).
+        self._spans: list[Any] = []
 
     @property
     def session(self) -> AsyncSession:
@@ -92,9 +95,12 @@ class UnitOfWork:
         finally:
             await session.close()
 
-    def _clear(self) -> None:
+    def _clear(self, *, committed: bool = False) -> None:
         self._pending.clear()
         self._events.clear()
+        if self._spans:
+            tracing.end_spans(self._spans, error=None if committed else "rolled back")
+            self._spans.clear()
 
     def add_event(
         self,
@@ -105,13 +111,18 @@ class UnitOfWork:
     ) -> Envelope:
         """Queue ``event`` for this transaction and return its envelope (id made here)."""
         self._require_open()  # the envelope id belongs to this transaction
+        event_id = uuid.uuid4()
+        traceparent = traceparent_var.get()
+        if tracing.ENABLED:
+            span, traceparent = tracing.start_enqueue(event.event_type, event.topic, str(event_id))
+            self._spans.append(span)
         envelope = Envelope.wrap(
             event,
             subject=subject,
-            id=uuid.uuid4(),
+            id=event_id,
             time=datetime.now(UTC),
             correlationid=request_id_var.get(),
-            traceparent=traceparent_var.get(),
+            traceparent=traceparent,
             aggregateversion=aggregateversion,
         )
         self._events.append(envelope)
@@ -149,7 +160,7 @@ class UnitOfWork:
         await session.flush()
         await enqueue_many(session, self.outbox, list(self._pending))
         await session.commit()
-        self._clear()
+        self._clear(committed=True)
 
     async def rollback(self) -> None:
         """Discard the session's changes and the queued messages."""

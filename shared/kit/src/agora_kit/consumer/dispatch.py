@@ -17,7 +17,7 @@ import structlog
 from agora_contract import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora_kit import retry
+from agora_kit import retry, tracing
 from agora_kit.consumer.config import ConsumerConfig, FailurePolicy
 from agora_kit.consumer.handlers import (
     Decoded,
@@ -103,7 +103,8 @@ class Dispatcher:
         correlation = request_id_var.set(decoded.envelope.correlationid)
         try:
             async with asyncio.timeout(self.config.handler_timeout_s):
-                await handler(ctx, decoded.envelope, event)
+                with tracing.consuming(ctx, decoded.envelope):
+                    await handler(ctx, decoded.envelope, event)
         except TimeoutError:
             return TimeoutError(f"handler timed out after {self.config.handler_timeout_s:g} s")
         except Exception as exc:  # any handler failure is data for the policy, not a crash
