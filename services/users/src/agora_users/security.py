@@ -10,11 +10,12 @@ from datetime import datetime
 
 from agora_kit.auth import REVOKED_PREFIX
 from agora_kit.errors import TooManyRequests
+from agora_kit.throttle import refund, reserve
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agora_users.config import UsersSettings
-from agora_users.throttle import Throttle, client_subject, refund, reserve
+from agora_users.throttle import Throttle, client_subject
 
 logger = logging.getLogger("agora.users.security")
 
