@@ -33,14 +33,15 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agora_kit._aio import shielded
 from agora_kit.auth import authenticate
 from agora_kit.errors import DomainError, Unauthorized, domain_problem, problem_response
 
@@ -77,13 +78,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-T = TypeVar("T")
-
-
-async def _shielded(awaitable: Awaitable[T]) -> T:
-    """Let a Redis call finish even if the request is cancelled (the caller still sees it)."""
-    return await asyncio.shield(asyncio.ensure_future(awaitable))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +135,7 @@ class IdempotencyStore:
         while True:
             await asyncio.sleep(max(self._lock_ttl / 3, 0.2))
             try:
-                await _shielded(self.extend(key, marker))
+                await shielded(self.extend(key, marker))
             except (RedisError, OSError) as exc:
                 logger.warning("could not extend idempotency claim: %s", exc)
 
@@ -216,7 +210,7 @@ class IdempotencyMiddleware:
             ctx.redis, ttl_s=settings.idempotency_ttl_s, lock_ttl_s=settings.idempotency_lock_ttl_s
         )
         try:
-            outcome, value = await _shielded(store.claim(redis_key, fingerprint))
+            outcome, value = await shielded(store.claim(redis_key, fingerprint))
         except (RedisError, OSError) as exc:
             logger.warning("idempotency store unavailable: %s: %s", type(exc).__name__, exc)
             response = problem_response(
@@ -292,7 +286,7 @@ class IdempotencyMiddleware:
             kept = [(k, v) for k, v in headers if k.lower() not in _NOT_STORED]
             outcome = Stored(status, kept, b"".join(chunks))
             try:
-                await _shielded(store.complete(redis_key, marker, fingerprint, outcome))
+                await shielded(store.complete(redis_key, marker, fingerprint, outcome))
                 return
             except (RedisError, OSError) as exc:
                 logger.warning(
@@ -303,7 +297,7 @@ class IdempotencyMiddleware:
 
 async def _release(store: IdempotencyStore, redis_key: str, marker: str) -> None:
     try:
-        await _shielded(store.release(redis_key, marker))
+        await shielded(store.release(redis_key, marker))
     except (RedisError, OSError) as exc:
         # The marker expires on its own after idempotency_lock_ttl_s.
         logger.warning("could not release idempotency claim: %s", exc)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,22 +28,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agora_kit import outbox as ob
+from agora_kit._aio import shielded
 from agora_kit.publisher import BatchPublisher, ProducerFactory, PublisherLimits, PublishFailedError
 from agora_kit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
-
-
-#: Cleanups that outlive a cancelled caller; the loop itself only keeps weak references.
-_CLEANUPS: set[asyncio.Task[None]] = set()
-
-
-async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to completion even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(coro)
-    _CLEANUPS.add(task)
-    task.add_done_callback(_CLEANUPS.discard)
-    await asyncio.shield(task)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +284,7 @@ class OutboxRelay:
                 await conn.execute(sa.select(sa.func.pg_backend_pid()))
             ).scalar_one()
         except BaseException:
-            await _shielded(conn.invalidate())
+            await shielded(conn.invalidate())
             raise
         self._conn = conn
         return True
@@ -308,7 +296,7 @@ class OutboxRelay:
         if conn is not None:
             # Never returned to the pool: closing the session is what releases the lock.
             with contextlib.suppress(Exception):
-                await _shielded(conn.invalidate())
+                await shielded(conn.invalidate())
 
     async def _lead(self) -> None:
         conn = self._conn

@@ -8,9 +8,8 @@ and commits, the only place in a service that commits. Leaving the block without
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -20,19 +19,9 @@ from agora_contract import Envelope, Event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_kit import tracing
+from agora_kit._aio import shielded
 from agora_kit.context import request_id_var, traceparent_var
 from agora_kit.outbox import OutboxMessage, enqueue_many
-
-#: Cleanups that outlive a cancelled caller; the loop itself only keeps weak references.
-_CLEANUPS: set[asyncio.Task[None]] = set()
-
-
-async def _shielded(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to completion even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(coro)
-    _CLEANUPS.add(task)
-    task.add_done_callback(_CLEANUPS.discard)
-    await asyncio.shield(task)
 
 
 class UnitOfWorkError(RuntimeError):
@@ -86,7 +75,7 @@ class UnitOfWork:
         if session is not None:
             # Shielded: a request cancelled mid-exit must still return a clean connection
             # to the pool, never one inside a half-finished transaction.
-            await _shielded(self._discard(session))
+            await shielded(self._discard(session))
 
     @staticmethod
     async def _discard(session: AsyncSession) -> None:
