@@ -6,6 +6,7 @@ from agora_contract import Envelope, Event
 from agora_kit.consumer import HandlerContext, HandlerTable, PermanentError
 from agora_kit.context import request_id_var
 from agora_kit.inbox import claim
+from agora_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
@@ -44,13 +45,15 @@ class NotifierHandlers:
         token = request_id_var.set(envelope.correlationid)
         last = final_attempt.set(ctx.attempt >= self._postman.config.max_attempts)
         try:
-            async with self._session_factory.begin() as session:
+            async with UnitOfWork(self._session_factory, outbox=models.outbox) as uow:
                 # The projection change and the delivery rows commit together, once: a
                 # redelivery finds the event claimed and only resumes the deliveries.
+                session = uow.session
                 if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
                     planned = await planner(session, envelope, event, self._links)
                     domain = self._postman.config.message_id_domain
                     await record(session, envelope, planned, domain=domain)
+                await uow.commit()
             await self._postman.deliver(
                 envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
             )

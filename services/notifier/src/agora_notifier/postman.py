@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
-from enum import StrEnum
-from typing import Any, TypeVar
+from email.message import EmailMessage
+from typing import TypeVar
 
 import sqlalchemy as sa
 from agora_contract import Envelope, NotificationFailed, NotificationSent
@@ -32,9 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
 from agora_notifier.metrics import EmailMetrics, EmailOutcome
-from agora_notifier.models import TERMINAL, DeliveryStatus
+from agora_notifier.models import DeliveryStatus
 from agora_notifier.records import scrub_user
 from agora_notifier.rendering import Kind, Renderer, build_message
+from agora_notifier.sendpath import Claimed, Outcome, Step, decide, on_send_error, on_throttled
 from agora_notifier.smtp import EmailSender, SendError
 from agora_notifier.throttle import Throttle
 
@@ -45,14 +46,6 @@ T = TypeVar("T")
 #: Between attempts of the outcome mark: 0.2 s, doubling, at most 2 s.
 MARK_BACKOFF = Backoff(base_s=0.2, max_s=2.0)
 MAX_ERROR = 1000
-
-
-class Outcome(StrEnum):
-    """What one attempt came to."""
-
-    DONE = "done"  # sent, skipped, or already sent before
-    RETRY = "retry"  # try again later
-    FAILED = "failed"  # permanent: the event becomes a dead letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +95,8 @@ class Postman:
     ) -> None:
         """Attempt every unfinished delivery of ``envelope``; raise if any must be retried."""
         async with self._session_factory() as session:
-            ids = (
-                (
-                    await session.execute(
-                        sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
+            ids = (await session.scalars(query)).all()
         final = attempt >= self.config.max_attempts
         retry: list[str] = []
         failed: list[str] = []
@@ -130,96 +116,118 @@ class Postman:
     async def _attempt(
         self, delivery_id: int, envelope: Envelope, secrets: Mapping[str, str], *, final: bool
     ) -> tuple[Outcome, str]:
+        """One attempt: claim → decide → build → throttle → mark sending → send → mark."""
         async with self._uow() as uow:
-            lease = timedelta(seconds=self.config.send_lease_s)
-            stmt = (
-                sa.select(
-                    D,
-                    (D.c.sending_at > sa.func.now() - lease).label("in_flight"),
-                    models.recipient.c.deleted_at,
-                )
-                .outerjoin(models.recipient, models.recipient.c.user_id == D.c.user_id)
-                .where(D.c.id == delivery_id)
-                .with_for_update(of=D)
-            )
-            row = (await uow.session.execute(stmt)).one()
-            status = DeliveryStatus(row.status)
-            if status in TERMINAL:
-                if status is DeliveryStatus.SENT:
+            delivery = await self._claim(uow, delivery_id)
+            decision = decide(delivery)
+            if decision.step is Step.FINISHED:
+                if decision.deduplicated:
                     self._count(EmailOutcome.DEDUPLICATED)
-                return Outcome.DONE, status.value
-            if row.deleted_at is not None and row.kind != Kind.GOODBYE:
-                await self._set(uow, row, DeliveryStatus.SKIPPED, error="recipient deleted")
+                return Outcome.DONE, decision.reason
+            if decision.step is Step.WAIT:
+                return Outcome.RETRY, decision.reason
+            if decision.step is Step.SKIP:
+                await self._set(uow, delivery, DeliveryStatus.SKIPPED, error=decision.reason)
                 await uow.commit()
                 self._count(EmailOutcome.SKIPPED)
-                return Outcome.DONE, "recipient deleted"
-            if status is DeliveryStatus.SENDING:
-                if row.in_flight:
-                    return Outcome.RETRY, "an attempt is in flight elsewhere"
-                # The attempt before died between SMTP and the mark: this may duplicate it.
+                return Outcome.DONE, decision.reason
+            if decision.resend:
                 logger.warning(
                     "resending after an unfinished attempt; a duplicate would share Message-ID %s",
-                    row.message_id,
+                    delivery.message_id,
                 )
             try:
-                rendered = self._renderer.render(Kind(row.kind), {**row.context, **secrets})
-                message = build_message(
-                    rendered,
-                    sender=self.config.sender,
-                    recipient=row.recipient,
-                    recipient_name=row.recipient_name,
-                    message_id=row.message_id,
-                    event_id=row.event_id,
-                    kind=row.kind,
-                    date=datetime.now(UTC),
-                )
+                message, subject = self._build(delivery, secrets)
             except (ValueError, TypeError, TemplateError) as exc:
                 error = f"cannot build the email: {type(exc).__name__}: {exc}"
-                await self._fail(uow, row, error, permanent=True)
+                await self._fail(uow, delivery, error, permanent=True)
                 await uow.commit()
                 return Outcome.FAILED, error
-            if not await self._throttle.allow(row.recipient):
+            if not await self._throttle.allow(delivery.recipient):
                 error = "throttled: too many emails to this recipient"
-                if final:
-                    await self._fail(uow, row, error, permanent=True)
+                status = on_throttled(final=final)
+                if status is DeliveryStatus.FAILED:
+                    await self._fail(uow, delivery, error, permanent=True)
                 else:
-                    await self._set(uow, row, DeliveryStatus.THROTTLED, error=error)
+                    await self._set(uow, delivery, status, error=error)
                 await uow.commit()
                 self._count(EmailOutcome.THROTTLED)
                 return Outcome.RETRY, error
-            await uow.session.execute(
-                sa.update(D)
-                .where(D.c.id == row.id)
-                .values(
-                    status=DeliveryStatus.SENDING.value,
-                    attempts=D.c.attempts + 1,
-                    sending_at=sa.func.now(),
-                    subject=rendered.subject,
-                    updated_at=sa.func.now(),
-                )
-            )
+            await self._mark_sending(uow, delivery, subject)
             await uow.commit()
+        return await self._send(delivery, message, final=final)
+
+    async def _claim(self, uow: UnitOfWork, delivery_id: int) -> Claimed:
+        """Lock the delivery row (and see whether its recipient still exists)."""
+        lease = timedelta(seconds=self.config.send_lease_s)
+        stmt = (
+            sa.select(
+                D,
+                (D.c.sending_at > sa.func.now() - lease).label("in_flight"),
+                models.recipient.c.deleted_at,
+            )
+            .outerjoin(models.recipient, models.recipient.c.user_id == D.c.user_id)
+            .where(D.c.id == delivery_id)
+            .with_for_update(of=D)
+        )
+        return Claimed.from_row((await uow.session.execute(stmt)).one())
+
+    def _build(self, delivery: Claimed, secrets: Mapping[str, str]) -> tuple[EmailMessage, str]:
+        """The message and its subject (raises on a template or address that cannot be)."""
+        rendered = self._renderer.render(Kind(delivery.kind), {**delivery.context, **secrets})
+        message = build_message(
+            rendered,
+            sender=self.config.sender,
+            recipient=delivery.recipient,
+            recipient_name=delivery.recipient_name,
+            message_id=delivery.message_id,
+            event_id=delivery.event_id,
+            kind=delivery.kind,
+            date=datetime.now(UTC),
+        )
+        return message, rendered.subject
+
+    @staticmethod
+    async def _mark_sending(uow: UnitOfWork, delivery: Claimed, subject: str) -> None:
+        await uow.session.execute(
+            sa.update(D)
+            .where(D.c.id == delivery.id)
+            .values(
+                status=DeliveryStatus.SENDING.value,
+                attempts=D.c.attempts + 1,
+                sending_at=sa.func.now(),
+                subject=subject,
+                updated_at=sa.func.now(),
+            )
+        )
+
+    async def _send(
+        self, delivery: Claimed, message: EmailMessage, *, final: bool
+    ) -> tuple[Outcome, str]:
+        """Hand the message to SMTP, then record what came of it."""
         try:
             attributes = {
-                "agora.email_kind": str(row.kind),
-                "agora.message_id": str(row.message_id),
+                "agora.email_kind": delivery.kind,
+                "agora.message_id": delivery.message_id,
             }
             with tracing.span("smtp send", attributes) as span:
                 reply = await self._sender.send(
-                    message, sender=self.config.sender.addr_spec, recipient=row.recipient
+                    message, sender=self.config.sender.addr_spec, recipient=delivery.recipient
                 )
                 tracing.set_attribute(span, "smtp.reply", reply[:200])
         except SendError as exc:
             self._count(EmailOutcome.FAILED)
-            error, permanent = str(exc), exc.permanent
-            return await self._marking(
-                lambda: self._after_failure(row, error, permanent=permanent, final=final), row
-            )
+            error = str(exc)
+            status, outcome = on_send_error(permanent=exc.permanent, final=final)
+            await self._marking(lambda: self._after_failure(delivery, error, status), delivery)
+            kind = "permanent" if exc.permanent else "transient"
+            logger.info("delivery %s failed (%s): %s", delivery.id, kind, error)
+            return outcome, error
         self._count(EmailOutcome.SENT)
-        await self._marking(lambda: self._after_success(row), row)
+        await self._marking(lambda: self._after_success(delivery), delivery)
         return Outcome.DONE, "sent"
 
-    async def _marking(self, mark: Callable[[], Awaitable[T]], row: Any) -> T:
+    async def _marking(self, mark: Callable[[], Awaitable[T]], delivery: Claimed) -> T:
         """Run ``mark`` (one transaction), retrying it while the database is unreachable.
 
         The email is out at this point: giving up on the first blip would leave the row
@@ -237,14 +245,14 @@ class Postman:
                     raise
                 logger.warning(
                     "recording the outcome of delivery %s failed (%s); retrying in %.1f s",
-                    row.id,
+                    delivery.id,
                     type(exc).__name__,
                     delay,
                 )
                 await asyncio.sleep(delay)
 
     async def _set(
-        self, uow: UnitOfWork, row: Any, status: DeliveryStatus, *, error: str | None = None
+        self, uow: UnitOfWork, row: Claimed, status: DeliveryStatus, *, error: str | None = None
     ) -> None:
         await uow.session.execute(
             sa.update(D)
@@ -256,7 +264,7 @@ class Postman:
             )
         )
 
-    async def _fail(self, uow: UnitOfWork, row: Any, error: str, *, permanent: bool) -> None:
+    async def _fail(self, uow: UnitOfWork, row: Claimed, error: str, *, permanent: bool) -> None:
         status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRYING
         await self._set(uow, row, status, error=error)
         uow.add_event(
@@ -270,20 +278,12 @@ class Postman:
             )
         )
 
-    async def _after_failure(
-        self, row: Any, error: str, *, permanent: bool, final: bool
-    ) -> tuple[Outcome, str]:
+    async def _after_failure(self, row: Claimed, error: str, status: DeliveryStatus) -> None:
         async with self._uow() as uow:
-            # The last transient failure also ends the delivery: the consumer dead-letters
-            # the event as exhausted, and a replay starts it afresh.
-            await self._fail(uow, row, error, permanent=permanent or final)
+            await self._fail(uow, row, error, permanent=status is DeliveryStatus.FAILED)
             await uow.commit()
-        logger.info(
-            "delivery %s failed (%s): %s", row.id, "permanent" if permanent else "transient", error
-        )
-        return (Outcome.FAILED if permanent else Outcome.RETRY), error
 
-    async def _after_success(self, row: Any) -> None:
+    async def _after_success(self, row: Claimed) -> None:
         async with self._uow() as uow:
             await uow.session.execute(
                 sa.update(D)
