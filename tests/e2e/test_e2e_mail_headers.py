@@ -1,7 +1,7 @@
 """End to end: a hostile user or item name cannot add a header to, or write the body of, a mail.
 
-The audit's payload (issue 13, item 1) goes in through the users and items APIs; the mails come
-out of the sink byte for byte and are parsed as a mail client would.
+The audit's payload (docs/security.md, header injection) goes in through the users and items
+APIs; the mails come out of the sink byte for byte and are parsed as a mail client would.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def missing_from(exprs: list[str], live: dict[str, set[str]]) -> dict[str, set[s
 def test_every_metric_the_alert_rules_name_is_exported(live_metrics: dict[str, set[str]]) -> None:
     exprs = alert_expressions()
     named: set[str] = set().union(*(metric_names(e) for e in exprs))
-    # The five alerts of the issue: outbox age, lag, dead letters, 5xx, SMTP failures.
+    # The five alerts of docs/observability.md: outbox age, lag, dead letters, 5xx, SMTP failures.
     assert {
         "agora_outbox_oldest_pending_age_seconds",
         "agora_consumer_lag",

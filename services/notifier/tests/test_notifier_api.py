@@ -48,7 +48,7 @@ async def test_errors_are_problem_json(
     bad_status = await notifier_client.get("/api/v1/notifications?status=lost", headers=user)
     assert bad_status.status_code == 422
 
-    # The document says boolean: 0, 1 and "true" are refused, not coerced (issue 13, finding 8).
+    # The document says boolean: 0, 1 and "true" are refused, not coerced (docs/security.md).
     bodies: tuple[dict[str, object], ...] = (
         {"item_mail": "maybe"},
         {"item_mail": True, "sms": True},

@@ -1,6 +1,6 @@
 """A password-reset request takes as long for a known address as for an unknown one.
 
-Issue 13, finding 6: the known path issued a token and queued a mail before answering
+docs/security.md, finding 6: the known path issued a token and queued a mail before answering
 (11.8 ms against 5.5 ms). The app is served over a real socket here, because an in-process
 transport waits for the work done after the response too. The known path is made slow on
 purpose (0.6 s): the answer must not wait for it.

@@ -124,7 +124,8 @@ async def test_failed_logins_are_throttled_per_email_and_client(
 async def test_parallel_wrong_passwords_reach_the_hash_at_most_limit_times(
     users_client: ClientFactory, users_settings: UsersSettings
 ) -> None:
-    # Issue 13, item 2: the throttle counted only after argon2, so 40 parallel guesses all ran.
+    # docs/security.md, login throttle: it counted only after argon2, so 40 parallel guesses
+    # all ran.
     user, _ = await register(users_client())
     attacker = users_client()
     responses = await asyncio.gather(
