@@ -11,8 +11,8 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import httpx
-from agora_deploy.mailclient import MailClient
 from agora_deploy.testing import verify_address
+from agora_kit.testing.mail import MailClient
 
 EVIL = "=?utf-8?q?Eve=0D=0AReply-To:_evil@example.com=0D=0A=0D=0AReset_at_http://evil.example?="
 

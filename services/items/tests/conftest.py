@@ -19,12 +19,14 @@ import sqlalchemy as sa
 from agora_contract.topics import ITEMS_EVENTS
 from agora_items.config import ItemsSettings
 from agora_items.main import create_app
-from agora_items.testing import EventTap, ItemsHarness, migrate, wait_for
+from agora_items.testing import EventTap, ItemsHarness
 from agora_kit.db import create_engine
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment, ServiceSettings
 from agora_kit.testing.app import app_client
+from agora_kit.testing.db import migrate
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
+from agora_kit.testing.poll import eventually
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ async def items_jwks(items_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
 async def items_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("items_test")
-    await asyncio.to_thread(migrate, url, PROJECT_DIR)
+    await migrate(url, PROJECT_DIR)
     # Item ids far from 1, so events another suite publishes on the shared items.events
     # (other databases count from 1 too) are never mistaken for this suite's.
     engine = create_engine(ServiceSettings(database_url=url))
@@ -139,7 +141,7 @@ async def items_svc(
             )
             # Joined before the first test: cascades are then timed by the handler alone,
             # and shutdown never interrupts a join (which would leak its connections).
-            await wait_for(lambda: harness.consumer.assignment, timeout_s=60)
+            await eventually(lambda: harness.consumer.assignment, timeout_s=60)
             yield harness
     finally:
         await engine.dispose()

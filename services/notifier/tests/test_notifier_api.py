@@ -15,10 +15,11 @@ from agora_kit.db import create_engine
 from agora_kit.deadletters import ErrorKind, store_dead_letter
 from agora_kit.retry import Record
 from agora_kit.testing.jwt import JwtKeyring
+from agora_kit.testing.mail import MailApi
 from agora_notifier import models
 from agora_notifier.cli import dlq_app
 from agora_notifier.config import NotifierSettings
-from agora_notifier.testing import MailApi, Publisher
+from agora_notifier.testing import Publisher
 from fastapi import FastAPI
 from typer.testing import CliRunner
 

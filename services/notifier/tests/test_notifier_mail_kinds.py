@@ -20,9 +20,10 @@ from agora_contract import (
     UserEmailChanged,
     UserRegistered,
 )
+from agora_kit.testing.mail import Mail, MailApi
 from agora_notifier.config import NotifierSettings
 from agora_notifier.rendering import message_id
-from agora_notifier.testing import Mail, MailApi, Publisher
+from agora_notifier.testing import Publisher
 from fastapi import FastAPI
 from sqlalchemy import text
 

@@ -18,9 +18,10 @@ import pytest_asyncio
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment
+from agora_kit.testing.db import migrate
 from agora_users.config import UsersSettings
 from agora_users.main import create_app
-from agora_users.testing import ClientFactory, EventTap, migrate
+from agora_users.testing import PROJECT_DIR, ClientFactory, EventTap
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -32,7 +33,7 @@ _addresses = itertools.count(1)
 async def users_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("users_test")
-    await asyncio.to_thread(migrate, url)
+    await migrate(url, PROJECT_DIR)
     return url
 
 

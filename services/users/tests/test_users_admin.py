@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 from agora_contract import UserRegistered, UserUpdated
+from agora_kit.testing.poll import eventually
 from agora_users.cli import admin_app, keys_app
 from agora_users.config import UsersSettings
 from agora_users.keys import MANIFEST
@@ -18,7 +19,6 @@ from agora_users.testing import (
     ClientFactory,
     EventTap,
     bearer,
-    eventually,
     new_email,
     register,
     tokens,

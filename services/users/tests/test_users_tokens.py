@@ -15,12 +15,12 @@ import jwt
 import pytest
 from agora_kit.auth import REVOKED_PREFIX, JwtVerifier
 from agora_kit.errors import Unauthorized
+from agora_kit.testing.poll import eventually
 from agora_users.config import KeyAlgorithm, UsersSettings
 from agora_users.keys import rotate_folder
 from agora_users.testing import (
     ClientFactory,
     bearer,
-    eventually,
     login,
     new_email,
     register,
@@ -280,7 +280,7 @@ async def test_rotated_key_signs_new_tokens_and_old_ones_stay_valid(
         pair = await tokens(client, user["email"])
         return bool(jwt.get_unverified_header(pair["access_token"])["kid"] == new_kid)
 
-    await eventually(signs_with_new_key, timeout=10, what="signing with the rotated key")
+    await eventually(signs_with_new_key, timeout_s=10, what="signing with the rotated key")
     kids = {k["kid"] for k in (await _jwks(client))["keys"]}
     assert {old_kid, new_kid} <= kids
 
@@ -316,7 +316,7 @@ async def test_login_with_rsa_keys_uses_rs256(
         header = jwt.get_unverified_header(pair["access_token"])
         return bool(header["kid"] == kid and header["alg"] == "RS256")
 
-    await eventually(rs256, timeout=10, what="signing with the RSA key")
+    await eventually(rs256, timeout_s=10, what="signing with the RSA key")
     pair = await tokens(client, user["email"])
     claims = _decode(pair["access_token"], await _jwks(client))
     assert set(claims) == ACCESS_CLAIMS
@@ -328,4 +328,4 @@ async def test_login_with_rsa_keys_uses_rs256(
         pair = await tokens(client, user["email"])
         return bool(jwt.get_unverified_header(pair["access_token"])["kid"] == back)
 
-    await eventually(eddsa, timeout=10, what="signing with Ed25519 again")
+    await eventually(eddsa, timeout_s=10, what="signing with Ed25519 again")

@@ -11,9 +11,7 @@ import contextlib
 import itertools
 import random
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ from agora_contract import Envelope, Event
 from agora_contract.topics import ITEMS_SOURCE
 from agora_kit.consumer import ConsumerLoop
 from agora_kit.testing.jwt import JwtKeyring
+from agora_kit.testing.poll import eventually
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,37 +32,6 @@ _ids = itertools.count(random.randrange(10**9, 2 * 10**9) * 1000)  # noqa: S311 
 def new_user_id() -> int:
     """Return a user id no other test of this process uses (random start: shared databases)."""
     return next(_ids)
-
-
-def migrate(url: str, project_dir: Path) -> None:
-    """Run the Alembic chain in ``project_dir`` to head on ``url`` (blocking: use a thread)."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(project_dir / "alembic.ini"))
-    config.set_main_option("script_location", str(project_dir / "migrations"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
-
-
-async def wait_for(
-    probe: Callable[[], object | Awaitable[object]],
-    *,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.05,
-) -> Any:
-    """Await ``probe()`` until it returns something truthy; raise AssertionError at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(interval_s)
 
 
 @dataclass
@@ -89,7 +57,7 @@ class EventTap:
         self, item_id: int, count: int, *, timeout_s: float = 30.0
     ) -> list[Envelope]:
         """Wait until at least ``count`` envelopes about ``item_id`` arrived; return them all."""
-        await wait_for(lambda: len(self.for_item(item_id)) >= count, timeout_s=timeout_s)
+        await eventually(lambda: len(self.for_item(item_id)) >= count, timeout_s=timeout_s)
         return self.for_item(item_id)
 
     async def run(self, consumer: AIOKafkaConsumer) -> None:
@@ -121,13 +89,6 @@ class ItemsHarness:
     def new_user() -> int:
         """Return a fresh user id."""
         return new_user_id()
-
-    @staticmethod
-    async def wait_for(
-        probe: Callable[[], object | Awaitable[object]], *, timeout_s: float = 30.0
-    ) -> Any:
-        """Await ``probe()`` until it returns something truthy (see ``wait_for``)."""
-        return await wait_for(probe, timeout_s=timeout_s)
 
     def auth(self, user_id: int, **headers: str) -> dict[str, str]:
         """Headers with a valid access token for ``user_id`` and a fresh request id."""

@@ -1,4 +1,4 @@
-"""Test support for the users service and suites that run it: migrate, tap topics, clients.
+"""Test support for the users service and suites that run it: tap topics, clients.
 
 Imported by tests only; nothing here runs in the service.
 """
@@ -6,18 +6,15 @@ Imported by tests only; nothing here runs in the service.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from agora_contract import Envelope
+from agora_kit.testing.poll import eventually
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,33 +25,6 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - the test accounts' pas
 
 #: Makes an httpx client of the app from a given (or fresh) client address.
 ClientFactory = Callable[..., httpx.AsyncClient]
-
-
-def migrate(database_url: str, project_dir: Path = PROJECT_DIR) -> None:
-    """Run the Alembic chain to head exactly as `agora up` does (a subprocess)."""
-    env = {**os.environ, "DATABASE_URL": database_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"migrations failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it holds; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 class EventTap:
@@ -110,17 +80,17 @@ class EventTap:
         ]
 
     async def wait_for(
-        self, request_id: str, count: int, *, timeout: float = 20.0
+        self, request_id: str, count: int, *, timeout_s: float = 20.0
     ) -> list[tuple[str, bytes | None, Envelope]]:
         """Wait until at least ``count`` messages of the request arrived; return them."""
 
         async def arrived() -> bool:
             return len(self.caused_by(request_id)) >= count
 
-        await eventually(arrived, timeout=timeout, what=f"{count} message(s) of {request_id}")
+        await eventually(arrived, timeout_s=timeout_s, what=f"{count} message(s) of {request_id}")
         return self.caused_by(request_id)
 
-    async def settle(self, *, timeout: float = 20.0) -> None:
+    async def settle(self, *, timeout_s: float = 20.0) -> None:
         """Wait until the outbox is fully published and the tap has read every partition's end.
 
         After this, the tap holds every message published so far: counts are exact.
@@ -135,13 +105,13 @@ class EventTap:
                 )
             return pending == 0
 
-        await eventually(published, timeout=timeout, what="outbox published")
+        await eventually(published, timeout_s=timeout_s, what="outbox published")
         ends = await self.consumer.end_offsets(list(self._positions))
 
         async def read_all() -> bool:
             return all(self._positions[tp] >= end for tp, end in ends.items())
 
-        await eventually(read_all, timeout=timeout, what="topics read to their end")
+        await eventually(read_all, timeout_s=timeout_s, what="topics read to their end")
 
 
 def new_email() -> str:
