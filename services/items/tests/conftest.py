@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from agora_contract.topics import ITEMS_EVENTS
 from agora_items.config import ItemsSettings
 from agora_items.main import create_app
-from agora_items.testing import EventTap, ItemsHarness
+from agora_items.testing import ItemsHarness, ItemsTap
 from agora_kit.db import create_engine
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment, ServiceSettings
@@ -27,7 +27,7 @@ from agora_kit.testing.app import app_client
 from agora_kit.testing.db import migrate
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
 from agora_kit.testing.poll import eventually
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def items_settings(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
+async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[ItemsTap]:
     """Collect items.events from its current end (assigned partitions: no group join)."""
     await ensure_topics(items_settings, [ITEMS_EVENTS, items_settings.users_topic])
     consumer = AIOKafkaConsumer(
@@ -93,30 +93,17 @@ async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
         request_timeout_ms=10_000,
         fetch_max_wait_ms=50,
     )
-    await asyncio.wait_for(consumer.start(), timeout=30)
-    tap = EventTap()
-    task: asyncio.Task[None] | None = None
+    tap = ItemsTap(consumer)
     try:
-        await asyncio.wait_for(consumer.topics(), timeout=15)  # loads the cluster metadata
-        partitions = consumer.partitions_for_topic(ITEMS_EVENTS)
-        tps = [TopicPartition(ITEMS_EVENTS, p) for p in sorted(partitions or ())]
-        assert tps, "items.events has no partitions"
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the positions now, before any test writes
-            await asyncio.wait_for(consumer.position(tp), timeout=15)
-        task = asyncio.create_task(tap.run(consumer))
+        await tap.start([ITEMS_EVENTS])
         yield tap
     finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-        await asyncio.wait_for(consumer.stop(), timeout=15)
+        await tap.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def items_svc(
-    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: EventTap
+    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: ItemsTap
 ) -> AsyncIterator[ItemsHarness]:
     """The running app (lifespan: relay and consumer) with a client and a producer."""
     producer = AIOKafkaProducer(

@@ -17,7 +17,7 @@ from agora_users.keys import MANIFEST
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     new_email,
     register,
@@ -48,7 +48,7 @@ async def test_admin_create_makes_an_admin_who_can_list_users(
     users_client: ClientFactory,
     users_settings: UsersSettings,
     users_keys_dir: Path,
-    users_tap: EventTap,
+    users_tap: UsersTap,
 ) -> None:
     env = _env(users_settings, users_keys_dir)
     email = new_email()
@@ -105,7 +105,7 @@ async def test_admin_create_promotes_an_existing_account(
     users_client: ClientFactory,
     users_settings: UsersSettings,
     users_keys_dir: Path,
-    users_tap: EventTap,
+    users_tap: UsersTap,
 ) -> None:
     client = users_client()
     user, _ = await register(client)

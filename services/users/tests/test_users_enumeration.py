@@ -18,7 +18,7 @@ import uvicorn
 from agora_deploy.launchers.process import free_port
 from agora_users import recovery
 from agora_users.onetime import issue_one_time
-from agora_users.testing import ClientFactory, EventTap, new_email, new_request_id, register
+from agora_users.testing import ClientFactory, UsersTap, new_email, new_request_id, register
 from fastapi import FastAPI
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,7 +29,7 @@ SLOW_S = 0.6
 async def test_reset_answers_before_the_account_dependent_work(
     users_app: FastAPI,
     users_client: ClientFactory,
-    users_tap: EventTap,
+    users_tap: UsersTap,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user, _ = await register(users_client())

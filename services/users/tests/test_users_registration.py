@@ -10,7 +10,7 @@ from agora_users.models import User
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     new_email,
     new_request_id,
@@ -27,7 +27,7 @@ PRIVATE_WORDS = ("password", "hash", "argon2")
 
 
 async def test_registration_publishes_one_user_registered(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     email = new_email()

@@ -7,20 +7,20 @@ typed helpers (test folders are not packages).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from agora_contract import Envelope, Event
 from agora_contract.topics import ITEMS_SOURCE
 from agora_kit.consumer import ConsumerLoop
+from agora_kit.testing.events import EventTap
 from agora_kit.testing.jwt import JwtKeyring
 from agora_kit.testing.poll import eventually
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,12 +34,18 @@ def new_user_id() -> int:
     return next(_ids)
 
 
-@dataclass
-class EventTap:
-    """Every envelope published on a topic since the tap started, with its Kafka key."""
+class ItemsTap(EventTap):
+    """The kit's event tap plus what the items suite asks of it: the envelopes of one item."""
 
-    seen: list[tuple[bytes | None, Envelope]] = field(default_factory=list)
-    headers: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    @property
+    def seen(self) -> list[tuple[bytes | None, Envelope]]:
+        """(key, envelope) of every message, in arrival order."""
+        return [(r.key, r.envelope) for r in self.records]
+
+    @property
+    def headers(self) -> dict[str, list[tuple[str, bytes]]]:
+        """The Kafka headers of each message, by envelope id."""
+        return {str(r.envelope.id): list(r.headers) for r in self.records}
 
     def for_item(self, item_id: int) -> list[Envelope]:
         """Envelopes the items service published about ``item_id``, in topic order."""
@@ -60,18 +66,6 @@ class EventTap:
         await eventually(lambda: len(self.for_item(item_id)) >= count, timeout_s=timeout_s)
         return self.for_item(item_id)
 
-    async def run(self, consumer: AIOKafkaConsumer) -> None:
-        """Collect from an assigned consumer until cancelled."""
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                for message in messages:
-                    # Another suite's junk on the topic is not ours to judge.
-                    with contextlib.suppress(Exception):
-                        envelope = Envelope.from_bytes(message.value)
-                        self.seen.append((message.key, envelope))
-                        self.headers[str(envelope.id)] = list(message.headers)
-
 
 @dataclass
 class ItemsHarness:
@@ -81,7 +75,7 @@ class ItemsHarness:
     client: httpx.AsyncClient
     keyring: JwtKeyring
     settings: ItemsSettings
-    tap: EventTap
+    tap: ItemsTap
     producer: AIOKafkaProducer
     engine: AsyncEngine
 

@@ -5,17 +5,17 @@ Imported by tests only; nothing here runs in the service.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from agora_contract import Envelope
+from agora_kit.testing.events import EventTap
 from agora_kit.testing.poll import eventually
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agora_users.models import OUTBOX
@@ -27,49 +27,17 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - the test accounts' pas
 ClientFactory = Callable[..., httpx.AsyncClient]
 
 
-class EventTap:
-    """Collects every message of some topics from where they ended when the tap started."""
+class UsersTap(EventTap):
+    """The kit's event tap plus what the users suite asks of it: by request id, outbox drained."""
 
     def __init__(self, consumer: AIOKafkaConsumer, engine: AsyncEngine) -> None:
-        self.consumer = consumer
+        super().__init__(consumer)
         self.engine = engine
-        #: (topic, key, envelope) in arrival order.
-        self.messages: list[tuple[str, bytes | None, Envelope]] = []
-        self._positions: dict[TopicPartition, int] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, topics: Sequence[str]) -> None:
-        """Assign every partition of ``topics`` (no group join), seek to the end, collect."""
-        await self.consumer.start()
-        partitions: list[TopicPartition] = []
-        for topic in topics:
-            ids = self.consumer.partitions_for_topic(topic)
-            if not ids:
-                await self.consumer._client.force_metadata_update()
-                ids = self.consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            self._positions[tp] = await self.consumer.position(tp)
-        self._task = asyncio.create_task(self._run(), name="users-event-tap")
-
-    async def stop(self) -> None:
-        """Stop collecting and close the consumer."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-        await asyncio.wait_for(self.consumer.stop(), 10)
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for tp, records in batches.items():
-                for record in records:
-                    envelope = Envelope.from_bytes(record.value)
-                    self.messages.append((record.topic, record.key, envelope))
-                    self._positions[tp] = record.offset + 1
+    @property
+    def messages(self) -> list[tuple[str, bytes | None, Envelope]]:
+        """(topic, key, envelope) of every message, in arrival order."""
+        return [(r.topic, r.key, r.envelope) for r in self.records]
 
     def caused_by(
         self, request_id: str, topic: str | None = None
@@ -83,11 +51,12 @@ class EventTap:
         self, request_id: str, count: int, *, timeout_s: float = 20.0
     ) -> list[tuple[str, bytes | None, Envelope]]:
         """Wait until at least ``count`` messages of the request arrived; return them."""
-
-        async def arrived() -> bool:
-            return len(self.caused_by(request_id)) >= count
-
-        await eventually(arrived, timeout_s=timeout_s, what=f"{count} message(s) of {request_id}")
+        await self.wait(
+            lambda r: r.envelope.correlationid == request_id,
+            count,
+            timeout_s=timeout_s,
+            what=f"message(s) of {request_id}",
+        )
         return self.caused_by(request_id)
 
     async def settle(self, *, timeout_s: float = 20.0) -> None:
@@ -106,12 +75,7 @@ class EventTap:
             return pending == 0
 
         await eventually(published, timeout_s=timeout_s, what="outbox published")
-        ends = await self.consumer.end_offsets(list(self._positions))
-
-        async def read_all() -> bool:
-            return all(self._positions[tp] >= end for tp, end in ends.items())
-
-        await eventually(read_all, timeout_s=timeout_s, what="topics read to their end")
+        await self.read_to_end(timeout_s=timeout_s)
 
 
 def new_email() -> str:
