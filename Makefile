@@ -27,8 +27,12 @@ down: install ## stop every process the stack started
 status: install ## show what runs where
 	$(UV) run agora status
 
-test: install ## run the test suite against the embedded stack
-	$(UV) run pytest
+# Coverage of the code the pytest process runs ([tool.coverage] in pyproject.toml); the run ends
+# with one total line, and `uv run coverage report` shows each file afterwards.
+test: install ## run the test suite against the embedded stack, then print the coverage total
+	$(UV) run pytest --cov --cov-report= ; status=$$?; \
+		echo "coverage: $$($(UV) run coverage report --format=total)% of lines (per file: uv run coverage report)"; \
+		exit $$status
 
 images: install ## build every container image with no registry (stand-ins + services; docs/compose.md)
 	deploy/docker/images.sh all

@@ -1,4 +1,4 @@
-"""The agora CLI: up --detach, status --json per INTERFACES.md §1, a second up, down."""
+"""The agora CLI: up --detach, status --json per docs/interfaces.md, a second up, down."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from agora_deploy.mailclient import MailClient
+from agora_kit.testing.mail import MailClient
 
 GATEWAY_SETTING = "AGORA_E2E_GATEWAY_URL"
 MAIL_SETTING = "AGORA_E2E_MAIL_API_URL"

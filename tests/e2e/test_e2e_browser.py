@@ -20,7 +20,8 @@ import httpx
 import pytest
 from agora_deploy.launchers.gateway import Gateway, start_gateway
 from agora_deploy.launchers.process import free_port
-from agora_deploy.testing import SystemStack, poll_until
+from agora_deploy.testing import SystemStack
+from agora_kit.testing.poll import eventually_sync
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -104,7 +105,9 @@ def dev_gateway(
     )
     try:
         with httpx.Client(base_url=gw.url, timeout=10) as client:
-            poll_until(lambda: client.get("/mail/api/v1/info").status_code == 200, timeout=10)
+            eventually_sync(
+                lambda: client.get("/mail/api/v1/info").status_code == 200, timeout_s=10
+            )
         yield gw
     finally:
         gw.stop()

@@ -1,7 +1,7 @@
 """End to end: a hostile user or item name cannot add a header to, or write the body of, a mail.
 
-The audit's payload (issue 13, item 1) goes in through the users and items APIs; the mails come
-out of the sink byte for byte and are parsed as a mail client would.
+The audit's payload (docs/security.md, header injection) goes in through the users and items
+APIs; the mails come out of the sink byte for byte and are parsed as a mail client would.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import httpx
-from agora_deploy.mailclient import MailClient
 from agora_deploy.testing import verify_address
+from agora_kit.testing.mail import MailClient
 
 EVIL = "=?utf-8?q?Eve=0D=0AReply-To:_evil@example.com=0D=0A=0D=0AReset_at_http://evil.example?="
 

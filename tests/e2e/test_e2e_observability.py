@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from agora_deploy.mailclient import MailClient
-from agora_deploy.testing import SystemStack, poll_until
+from agora_deploy.testing import SystemStack
+from agora_kit.testing.mail import MailClient
+from agora_kit.testing.poll import eventually_sync
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +109,7 @@ def live_metrics(system_stack: SystemStack) -> dict[str, set[str]]:
         assert response.status_code == 201, response.text
     # The welcome mail went: the event was relayed, consumed and sent over SMTP.
     with MailClient(system_stack.mail_api) as mail:
-        poll_until(lambda: mail.to(email), timeout=60)
+        eventually_sync(lambda: mail.to(email), timeout_s=60)
     urls = {
         name: f"{system_stack.service_url(name)}/metrics" for name in ("users", "items", "notifier")
     }
@@ -126,7 +127,7 @@ def missing_from(exprs: list[str], live: dict[str, set[str]]) -> dict[str, set[s
 def test_every_metric_the_alert_rules_name_is_exported(live_metrics: dict[str, set[str]]) -> None:
     exprs = alert_expressions()
     named: set[str] = set().union(*(metric_names(e) for e in exprs))
-    # The five alerts of the issue: outbox age, lag, dead letters, 5xx, SMTP failures.
+    # The five alerts of docs/observability.md: outbox age, lag, dead letters, 5xx, SMTP failures.
     assert {
         "agora_outbox_oldest_pending_age_seconds",
         "agora_consumer_lag",

@@ -18,8 +18,9 @@ import pytest
 from agora_contract import Envelope, topics
 from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import free_port
-from agora_deploy.mailclient import MailClient
-from agora_deploy.testing import SystemStack, poll_until, verify_address
+from agora_deploy.testing import SystemStack, verify_address
+from agora_kit.testing.mail import MailClient
+from agora_kit.testing.poll import eventually_sync
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 TOKEN = re.compile(r"[?&]token=([^\s&\"'<>]+)")
@@ -127,7 +128,7 @@ def test_deleting_the_user_removes_items_and_says_goodbye(
     assert listing["total"] == 2
     assert gateway.delete("/api/v1/users/me", headers=auth).status_code == 204
     mail.wait_subject(email, "account was deleted")
-    poll_until(
+    eventually_sync(
         lambda: gateway.get("/api/v1/items", params={"owner_id": user["id"]}).json()["total"] == 0
     )
     # The deleted account's token no longer works anywhere.
@@ -174,7 +175,7 @@ def test_burst_is_429_with_retry_after(system_stack: SystemStack, tmp_path: Any)
     )
     try:
         with httpx.Client(base_url=gw.url, timeout=10) as client:
-            poll_until(lambda: client.get("/api/v1/items").status_code != 404, timeout=10)
+            eventually_sync(lambda: client.get("/api/v1/items").status_code != 404, timeout_s=10)
             codes = [client.get("/api/v1/items") for _ in range(20)]
         limited = [r for r in codes if r.status_code == 429]
         assert limited, [r.status_code for r in codes]
@@ -252,7 +253,7 @@ def test_status_json_reports_the_whole_stack(system_stack: SystemStack) -> None:
         found = _status(system_stack)
         return found if "consumer_lag" in found[6] else []
 
-    components = poll_until(reported, timeout=60)
+    components = eventually_sync(reported, timeout_s=60)
     names = [c["name"] for c in components]
     assert names == [
         "postgres", "redis", "kafka", "mail", "users", "items", "notifier", "gateway", "storage",

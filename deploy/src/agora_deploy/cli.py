@@ -232,7 +232,7 @@ def restart(
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print INTERFACES.md §1 JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stack as JSON.")] = False,
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Skip outbox backlog and consumer lag.")
     ] = False,

@@ -11,8 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
-
-from agora_deploy.mailclient import MailClient
+from agora_kit.testing.mail import MailClient
 
 TOKEN_IN_LINK = re.compile(r"[?&]token=([^\s&\"'<>]+)")
 
@@ -38,7 +37,7 @@ class Demo:
         return dict(resp.json()) if resp.content else {}
 
     def _mail(self, mail: MailClient, address: str, fragment: str) -> dict[str, Any]:
-        message = mail.wait_subject(address, fragment, timeout=self.mail_timeout_s)
+        message = mail.wait_subject(address, fragment, timeout_s=self.mail_timeout_s)
         if message["ID"] not in self.seen:
             self.seen.add(message["ID"])
             self.say(f"  mail to {address}: {message['Subject']!r}")

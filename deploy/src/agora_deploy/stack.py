@@ -34,7 +34,7 @@ BROKER_STORAGE_ENV = "AGORA_BROKER_STORAGE"
 
 @dataclass
 class ComponentInfo:
-    """One entry of stack.json (INTERFACES.md §1)."""
+    """One entry of stack.json (docs/interfaces.md, The stack description)."""
 
     name: str
     url: str
@@ -43,7 +43,7 @@ class ComponentInfo:
     extra: dict[str, str | int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        """The flat JSON object of INTERFACES.md §1."""
+        """The flat JSON object stack.json holds for this component."""
         data: dict[str, object] = {
             "name": self.name,
             "url": self.url,

@@ -10,29 +10,24 @@ pytest itself dies. ``DATABASE_URL``, ``REDIS_URL``, ``KAFKA_BOOTSTRAP_SERVERS``
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 from urllib.parse import unquote
 
 import httpx
 import pytest
+from agora_kit.testing.mail import MailClient
 
+# Re-exported: the deploy tests and the fuzz suite run the CLI through this module.
+from agora_deploy.clirun import run_agora as run_agora
 from agora_deploy.launchers.kafka import Broker
 from agora_deploy.launchers.process import free_port
-from agora_deploy.mailclient import MailClient
 from agora_deploy.services import INSTALL_HINT, missing_services
 from agora_deploy.stack import Infra, database_url
 from agora_deploy.up import UpOptions, bring_up
 
-T = TypeVar("T")
 # Its hooks say in the header and the summary which infrastructure the tests ran on.
 pytest_plugins = ["agora_deploy.containers"]
 
@@ -116,18 +111,6 @@ def mail_sink(agora_infra: Infra) -> MailSinkHandle:
     return MailSinkHandle(api_url=info.url, smtp_url=info.text("smtp_url"))
 
 
-def poll_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.25) -> T:
-    """Poll ``predicate()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T = predicate()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
-        time.sleep(interval)
-        last = predicate()
-    return last
-
-
 @dataclass(frozen=True)
 class SystemStack:
     """The whole system, started exactly as ``agora up`` starts it."""
@@ -165,26 +148,6 @@ def system_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemSta
         )
     finally:
         infra.stop()
-
-
-def run_agora(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the ``agora`` CLI against the stack in ``home`` (external-service URLs unset).
-
-    A detached stack started this way stops itself if the test run dies.
-    """
-    external = {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL"}
-    env = {k: v for k, v in os.environ.items() if k not in external}
-    env["AGORA_HOME"] = str(home)
-    env["COLUMNS"] = "200"
-    env["AGORA_EXIT_WITH_PID"] = str(os.getpid())
-    return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "agora_deploy", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 _TOKEN_LINK = re.compile(r"[?&]token=([^\s&\"'<>]+)")

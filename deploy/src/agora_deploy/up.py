@@ -94,7 +94,7 @@ def _probe(url: str, path: str) -> Callable[[], bool]:
 
 
 def service_env(infra: Infra, spec: ServiceSpec, urls: dict[str, str]) -> dict[str, str]:
-    """The environment one service gets (INTERFACES.md §1)."""
+    """The environment one service gets (docs/interfaces.md, Environment variables)."""
     pg = infra.components["postgres"].url
     kafka = infra.components["kafka"]
     env = {

@@ -19,13 +19,15 @@ import sqlalchemy as sa
 from agora_contract.topics import ITEMS_EVENTS
 from agora_items.config import ItemsSettings
 from agora_items.main import create_app
-from agora_items.testing import EventTap, ItemsHarness, migrate, wait_for
+from agora_items.testing import ItemsHarness, ItemsTap
 from agora_kit.db import create_engine
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment, ServiceSettings
 from agora_kit.testing.app import app_client
+from agora_kit.testing.db import migrate
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from agora_kit.testing.poll import eventually
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -47,7 +49,7 @@ async def items_jwks(items_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
 async def items_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("items_test")
-    await asyncio.to_thread(migrate, url, PROJECT_DIR)
+    await migrate(url, PROJECT_DIR)
     # Item ids far from 1, so events another suite publishes on the shared items.events
     # (other databases count from 1 too) are never mistaken for this suite's.
     engine = create_engine(ServiceSettings(database_url=url))
@@ -82,7 +84,7 @@ def items_settings(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
+async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[ItemsTap]:
     """Collect items.events from its current end (assigned partitions: no group join)."""
     await ensure_topics(items_settings, [ITEMS_EVENTS, items_settings.users_topic])
     consumer = AIOKafkaConsumer(
@@ -91,30 +93,17 @@ async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[EventTap]:
         request_timeout_ms=10_000,
         fetch_max_wait_ms=50,
     )
-    await asyncio.wait_for(consumer.start(), timeout=30)
-    tap = EventTap()
-    task: asyncio.Task[None] | None = None
+    tap = ItemsTap(consumer)
     try:
-        await asyncio.wait_for(consumer.topics(), timeout=15)  # loads the cluster metadata
-        partitions = consumer.partitions_for_topic(ITEMS_EVENTS)
-        tps = [TopicPartition(ITEMS_EVENTS, p) for p in sorted(partitions or ())]
-        assert tps, "items.events has no partitions"
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the positions now, before any test writes
-            await asyncio.wait_for(consumer.position(tp), timeout=15)
-        task = asyncio.create_task(tap.run(consumer))
+        await tap.start([ITEMS_EVENTS])
         yield tap
     finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-        await asyncio.wait_for(consumer.stop(), timeout=15)
+        await tap.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def items_svc(
-    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: EventTap
+    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: ItemsTap
 ) -> AsyncIterator[ItemsHarness]:
     """The running app (lifespan: relay and consumer) with a client and a producer."""
     producer = AIOKafkaProducer(
@@ -139,7 +128,7 @@ async def items_svc(
             )
             # Joined before the first test: cascades are then timed by the handler alone,
             # and shutdown never interrupts a join (which would leak its connections).
-            await wait_for(lambda: harness.consumer.assignment, timeout_s=60)
+            await eventually(lambda: harness.consumer.assignment, timeout_s=60)
             yield harness
     finally:
         await engine.dispose()

@@ -1,4 +1,4 @@
-"""The OpenAPI document tells the truth (issue 13, finding 8): what it allows passes, errors
+"""The OpenAPI document tells the truth (docs/security.md, finding 8): what it allows passes, errors
 are problem+json, and the statuses the service sends are documented."""
 
 from __future__ import annotations

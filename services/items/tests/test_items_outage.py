@@ -15,6 +15,7 @@ from agora_items.config import ItemsSettings
 from agora_items.main import create_app
 from agora_items.testing import ItemsHarness
 from agora_kit.testing.app import app_client
+from agora_kit.testing.poll import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -117,4 +118,4 @@ async def test_frozen_redis_gives_503_within_two_seconds_and_recovers(
         async def recovered() -> bool:
             return (await create())[0] == 201
 
-        await items_svc.wait_for(recovered, timeout_s=10)
+        await eventually(recovered, timeout_s=10)

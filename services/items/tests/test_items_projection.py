@@ -21,6 +21,7 @@ from agora_contract import (
 )
 from agora_items.models import Item, UserState, inbox
 from agora_items.testing import ItemsHarness
+from agora_kit.testing.poll import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,7 +49,7 @@ async def _applied(items_svc: ItemsHarness, user_id: int, version: int) -> None:
         state = await _state(items_svc, user_id)
         return state is not None and state[1] >= version
 
-    await items_svc.wait_for(probe)
+    await eventually(probe)
 
 
 async def _owned(items_svc: ItemsHarness, user_id: int) -> list[int]:
@@ -126,7 +127,7 @@ async def test_the_same_user_deleted_twice_is_applied_once(items_svc: ItemsHarne
     item_id = (await items_svc.create(user))["id"]
     envelope = Envelope.wrap(UserDeleted(user_id=user))  # no version: only the inbox dedupes
     await items_svc.publish_envelope(envelope)
-    await items_svc.wait_for(lambda: _deleted(items_svc, user))
+    await eventually(lambda: _deleted(items_svc, user))
     # A row the second delivery would delete if it were applied again.
     async with items_svc.engine.begin() as conn:
         planted = (

@@ -8,8 +8,6 @@ shared mail sink filtered by their own recipients.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,36 +20,16 @@ from agora_deploy.testing import MailSinkHandle
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment
 from agora_kit.testing.app import app_client
+from agora_kit.testing.db import migrate
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
+from agora_kit.testing.mail import MailApi
 from agora_notifier.config import NotifierSettings
 from agora_notifier.main import create_app
-from agora_notifier.testing import MailApi, Publisher
+from agora_notifier.testing import Publisher
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-
-
-async def notifier_migrate(url: str) -> None:
-    """Run the service's Alembic chain the way `agora up` does (a subprocess)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        "upgrade",
-        "head",
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, out.decode(errors="replace")
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +49,7 @@ async def notifier_jwks(notifier_keyring: JwtKeyring) -> AsyncIterator[JwksServe
 async def notifier_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("notifier_test")
-    await notifier_migrate(url)
+    await migrate(url, PROJECT_DIR)
     return url
 
 

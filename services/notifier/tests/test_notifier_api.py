@@ -15,10 +15,11 @@ from agora_kit.db import create_engine
 from agora_kit.deadletters import ErrorKind, store_dead_letter
 from agora_kit.retry import Record
 from agora_kit.testing.jwt import JwtKeyring
+from agora_kit.testing.mail import MailApi
 from agora_notifier import models
 from agora_notifier.cli import dlq_app
 from agora_notifier.config import NotifierSettings
-from agora_notifier.testing import MailApi, Publisher
+from agora_notifier.testing import Publisher
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
@@ -48,7 +49,7 @@ async def test_errors_are_problem_json(
     bad_status = await notifier_client.get("/api/v1/notifications?status=lost", headers=user)
     assert bad_status.status_code == 422
 
-    # The document says boolean: 0, 1 and "true" are refused, not coerced (issue 13, finding 8).
+    # The document says boolean: 0, 1 and "true" are refused, not coerced (docs/security.md).
     bodies: tuple[dict[str, object], ...] = (
         {"item_mail": "maybe"},
         {"item_mail": True, "sms": True},

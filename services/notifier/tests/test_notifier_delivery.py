@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,8 +19,10 @@ from agora_contract import (
     UserRegistered,
 )
 from agora_kit.testing.jwt import JwtKeyring
+from agora_kit.testing.mail import ChaosUnsupportedError, MailApi
+from agora_kit.testing.poll import eventually
 from agora_notifier.config import NotifierSettings
-from agora_notifier.testing import ChaosUnsupportedError, MailApi, Publisher
+from agora_notifier.testing import Publisher
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -45,17 +46,6 @@ def listed(item_id: int, owner_id: int) -> ItemCreated:
         tags=[],
         status="active",
     )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout_s: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 def auth(keyring: JwtKeyring, user_id: int, *, admin: bool = False) -> dict[str, str]:

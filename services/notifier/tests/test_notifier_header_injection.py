@@ -1,4 +1,4 @@
-"""Header injection (issue 13, item 1): no user text can add a header or start the body.
+"""Header injection (docs/security.md): no user text can add a header or start the body.
 
 Python's email package before the CVE-2024-6923 fix (3.11.10, 3.12.5) decodes RFC 2047
 encoded-words in a header value and writes what they decode to, CR and LF included, as is.

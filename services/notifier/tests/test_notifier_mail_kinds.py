@@ -20,9 +20,10 @@ from agora_contract import (
     UserEmailChanged,
     UserRegistered,
 )
+from agora_kit.testing.mail import Mail, MailApi
 from agora_notifier.config import NotifierSettings
 from agora_notifier.rendering import message_id
-from agora_notifier.testing import Mail, MailApi, Publisher
+from agora_notifier.testing import Publisher
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -352,7 +353,7 @@ async def test_an_address_nobody_verified_gets_registration_mail_only_and_bounde
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
 ) -> None:
-    """Issue 13, finding 5: item mail to an unverified owner; the email-change flip-flop."""
+    """docs/security.md, finding 5: item mail to an unverified owner; the email-change flip-flop."""
     user_id, own = notifier_new_user()
     _, third = notifier_new_user()
     await register(notifier_publish, user_id, own, name="Mallory http://evil.example")

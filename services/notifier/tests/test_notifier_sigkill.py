@@ -19,7 +19,8 @@ from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.testing import MailSinkHandle
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
-from agora_notifier.testing import MailApi
+from agora_kit.testing.db import migrate
+from agora_kit.testing.mail import MailApi
 from aiokafka import AIOKafkaProducer
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -37,22 +38,6 @@ def _ready(url: str) -> Callable[[], bool]:
     return check
 
 
-async def _migrate(url: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "alembic",
-        "upgrade",
-        "head",
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, out.decode(errors="replace")
-
-
 @pytest.mark.asyncio
 async def test_sigkill_mid_stream_loses_no_email(
     create_database: Callable[[str], str],
@@ -63,7 +48,7 @@ async def test_sigkill_mid_stream_loses_no_email(
     tmp_path: Path,
 ) -> None:
     database = create_database("notifier_kill")
-    await _migrate(database)
+    await migrate(database, PROJECT_DIR)
     suffix = uuid.uuid4().hex[:8]
     users_topic = f"test.notifier-kill.users-events.{suffix}"
     env = {

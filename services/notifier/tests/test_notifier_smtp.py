@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 from agora_deploy.launchers.process import free_port
 from agora_deploy.testing import MailSinkHandle
+from agora_kit.testing.mail import MailApi
 from agora_notifier.rendering import Kind, Renderer, build_message, sender_address
 from agora_notifier.smtp import SendError, SmtpSender
 from agora_notifier.smtp_url import parse_smtp_url
-from agora_notifier.testing import MailApi
 
 
 def _message(to: str) -> EmailMessage:

@@ -18,9 +18,10 @@ import pytest_asyncio
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment
+from agora_kit.testing.db import migrate
 from agora_users.config import UsersSettings
 from agora_users.main import create_app
-from agora_users.testing import ClientFactory, EventTap, migrate
+from agora_users.testing import PROJECT_DIR, ClientFactory, UsersTap
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -32,7 +33,7 @@ _addresses = itertools.count(1)
 async def users_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
     url = create_database("users_test")
-    await asyncio.to_thread(migrate, url)
+    await migrate(url, PROJECT_DIR)
     return url
 
 
@@ -75,7 +76,7 @@ async def users_engine(users_database: str) -> AsyncIterator[AsyncEngine]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def users_tap(
     users_settings: UsersSettings, users_engine: AsyncEngine
-) -> AsyncIterator[EventTap]:
+) -> AsyncIterator[UsersTap]:
     """Collect users.events and notifier.commands from their current end."""
     topics = [USERS_EVENTS, NOTIFIER_COMMANDS]
     await ensure_topics(users_settings, topics)
@@ -85,7 +86,7 @@ async def users_tap(
         request_timeout_ms=10_000,
         fetch_max_wait_ms=50,
     )
-    tap = EventTap(consumer, users_engine)
+    tap = UsersTap(consumer, users_engine)
     try:
         await asyncio.wait_for(tap.start(topics), 30)
         yield tap
@@ -94,7 +95,7 @@ async def users_tap(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def users_app(users_settings: UsersSettings, users_tap: EventTap) -> AsyncIterator[FastAPI]:
+async def users_app(users_settings: UsersSettings, users_tap: UsersTap) -> AsyncIterator[FastAPI]:
     """The running app; its lifespan spans the session (the tap starts first)."""
     app = create_app(users_settings)
     async with app.router.lifespan_context(app):

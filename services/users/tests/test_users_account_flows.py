@@ -18,7 +18,7 @@ from agora_users.models import OneTimeToken, RefreshToken, User
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     login,
     new_email,
@@ -37,7 +37,7 @@ def _of_type(messages: list[tuple[str, bytes | None, Envelope]], event_type: str
     return [env for _topic, _key, env in messages if env.type == event_type]
 
 
-async def _verification_token(tap: EventTap, request_id: str) -> str:
+async def _verification_token(tap: UsersTap, request_id: str) -> str:
     await tap.wait_for(request_id, 1)
 
     async def command() -> list[Envelope]:
@@ -49,7 +49,7 @@ async def _verification_token(tap: EventTap, request_id: str) -> str:
 
 
 async def test_verify_email_marks_the_address_and_is_one_time(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     user, request_id = await register(client)
@@ -90,7 +90,7 @@ async def test_verify_email_marks_the_address_and_is_one_time(
 
 
 async def test_patch_me_changes_the_name_and_publishes_the_change(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     user, _ = await register(client, name="Ada")
@@ -123,7 +123,7 @@ async def test_patch_me_changes_the_name_and_publishes_the_change(
 
 
 async def test_email_change_needs_the_password_and_emits_one_event(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     user, register_id = await register(client)
@@ -233,7 +233,7 @@ async def _reset(client: httpx.AsyncClient, email: str) -> tuple[httpx.Response,
 
 
 async def test_password_reset_answers_alike_and_mails_known_addresses_only(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     user, _ = await register(client)
@@ -280,7 +280,7 @@ async def test_password_reset_requests_are_rate_limited(users_client: ClientFact
 
 
 async def test_delete_me_erases_the_account_and_publishes_user_deleted(
-    users_client: ClientFactory, users_tap: EventTap, users_engine: AsyncEngine
+    users_client: ClientFactory, users_tap: UsersTap, users_engine: AsyncEngine
 ) -> None:
     client = users_client()
     user, _ = await register(client)

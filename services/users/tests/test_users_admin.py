@@ -10,15 +10,15 @@ from pathlib import Path
 import jwt
 import pytest
 from agora_contract import UserRegistered, UserUpdated
+from agora_kit.testing.poll import eventually
 from agora_users.cli import admin_app, keys_app
 from agora_users.config import UsersSettings
 from agora_users.keys import MANIFEST
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
-    eventually,
     new_email,
     register,
     tokens,
@@ -48,7 +48,7 @@ async def test_admin_create_makes_an_admin_who_can_list_users(
     users_client: ClientFactory,
     users_settings: UsersSettings,
     users_keys_dir: Path,
-    users_tap: EventTap,
+    users_tap: UsersTap,
 ) -> None:
     env = _env(users_settings, users_keys_dir)
     email = new_email()
@@ -105,7 +105,7 @@ async def test_admin_create_promotes_an_existing_account(
     users_client: ClientFactory,
     users_settings: UsersSettings,
     users_keys_dir: Path,
-    users_tap: EventTap,
+    users_tap: UsersTap,
 ) -> None:
     client = users_client()
     user, _ = await register(client)

@@ -1,6 +1,6 @@
 """A password-reset request takes as long for a known address as for an unknown one.
 
-Issue 13, finding 6: the known path issued a token and queued a mail before answering
+docs/security.md, finding 6: the known path issued a token and queued a mail before answering
 (11.8 ms against 5.5 ms). The app is served over a real socket here, because an in-process
 transport waits for the work done after the response too. The known path is made slow on
 purpose (0.6 s): the answer must not wait for it.
@@ -18,7 +18,7 @@ import uvicorn
 from agora_deploy.launchers.process import free_port
 from agora_users import recovery
 from agora_users.onetime import issue_one_time
-from agora_users.testing import ClientFactory, EventTap, new_email, new_request_id, register
+from agora_users.testing import ClientFactory, UsersTap, new_email, new_request_id, register
 from fastapi import FastAPI
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,7 +29,7 @@ SLOW_S = 0.6
 async def test_reset_answers_before_the_account_dependent_work(
     users_app: FastAPI,
     users_client: ClientFactory,
-    users_tap: EventTap,
+    users_tap: UsersTap,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user, _ = await register(users_client())

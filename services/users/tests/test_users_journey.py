@@ -14,7 +14,7 @@ from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     new_email,
     new_request_id,
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_register_verify_login_refresh_change_logout_delete(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     rid = {step: new_request_id() for step in ("register", "verify", "email", "delete")}

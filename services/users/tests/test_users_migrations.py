@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from agora_kit.testing.db import migrate
 from agora_users.models import Base
-from agora_users.testing import PROJECT_DIR, migrate
+from agora_users.testing import PROJECT_DIR
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -32,7 +33,7 @@ async def test_migrations_match_the_models_and_downgrade(
     create_database: Callable[[str], str],
 ) -> None:
     url = create_database("users_migrations")
-    await asyncio.to_thread(migrate, url)
+    await migrate(url, PROJECT_DIR)
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:

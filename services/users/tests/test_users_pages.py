@@ -11,7 +11,7 @@ from agora_contract import SendEmailVerification, SendPasswordReset
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     login,
     new_request_id,
@@ -26,7 +26,7 @@ HOSTILE = '"><script>alert(1)</script><a href="x'
 BROKEN = "invalid, has expired or was already used"
 
 
-async def _command_token(tap: EventTap, request_id: str, kind: str) -> str:
+async def _command_token(tap: UsersTap, request_id: str, kind: str) -> str:
     """Return the one-time token of the ``kind`` command the request caused."""
     await tap.wait_for(request_id, 1)
     await tap.settle()
@@ -34,12 +34,12 @@ async def _command_token(tap: EventTap, request_id: str, kind: str) -> str:
     return str(envelope.data["token"])
 
 
-async def _verification_token(client: httpx.AsyncClient, tap: EventTap) -> tuple[str, str]:
+async def _verification_token(client: httpx.AsyncClient, tap: UsersTap) -> tuple[str, str]:
     user, request_id = await register(client)
     return user["email"], await _command_token(tap, request_id, SendEmailVerification.event_type)
 
 
-async def _reset_token(client: httpx.AsyncClient, tap: EventTap, email: str) -> str:
+async def _reset_token(client: httpx.AsyncClient, tap: UsersTap, email: str) -> str:
     request_id = new_request_id()
     response = await client.post(
         "/api/v1/auth/password-reset", json={"email": email}, headers={"X-Request-ID": request_id}
@@ -65,7 +65,7 @@ def _assert_page(response: httpx.Response, status: int) -> str:
 
 
 async def test_verify_page_shows_a_button_and_only_the_post_verifies(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     email, token = await _verification_token(client, users_tap)
@@ -89,7 +89,7 @@ async def test_verify_page_shows_a_button_and_only_the_post_verifies(
 
 
 async def test_missing_invalid_and_wrong_kind_tokens_get_the_400_page(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     email, verify_token = await _verification_token(client, users_tap)
@@ -113,7 +113,7 @@ async def test_missing_invalid_and_wrong_kind_tokens_get_the_400_page(
 
 
 async def test_reset_page_sets_the_password_when_both_match(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     user, _ = await register(client)
@@ -200,7 +200,7 @@ async def test_pages_are_not_in_the_schema_and_never_replayed(
 
 
 async def test_the_token_stays_out_of_the_logs(
-    users_client: ClientFactory, users_tap: EventTap, caplog: pytest.LogCaptureFixture
+    users_client: ClientFactory, users_tap: UsersTap, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = users_client()
     _email, token = await _verification_token(client, users_tap)

@@ -10,7 +10,7 @@ from agora_users.models import User
 from agora_users.testing import (
     PASSWORD,
     ClientFactory,
-    EventTap,
+    UsersTap,
     bearer,
     new_email,
     new_request_id,
@@ -27,7 +27,7 @@ PRIVATE_WORDS = ("password", "hash", "argon2")
 
 
 async def test_registration_publishes_one_user_registered(
-    users_client: ClientFactory, users_tap: EventTap
+    users_client: ClientFactory, users_tap: UsersTap
 ) -> None:
     client = users_client()
     email = new_email()
@@ -165,7 +165,7 @@ async def test_public_profile_shows_id_and_name_only(users_client: ClientFactory
 async def test_a_non_ascii_mailbox_name_is_refused_with_a_clear_422(
     users_client: ClientFactory,
 ) -> None:
-    """Issue 13, finding 7: such an address was accepted, then its mail dead-lettered."""
+    """docs/security.md, finding 7: such an address was accepted, then its mail dead-lettered."""
     client = users_client()
     response = await client.post(
         "/api/v1/users",

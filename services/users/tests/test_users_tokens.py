@@ -15,12 +15,12 @@ import jwt
 import pytest
 from agora_kit.auth import REVOKED_PREFIX, JwtVerifier
 from agora_kit.errors import Unauthorized
+from agora_kit.testing.poll import eventually
 from agora_users.config import KeyAlgorithm, UsersSettings
 from agora_users.keys import rotate_folder
 from agora_users.testing import (
     ClientFactory,
     bearer,
-    eventually,
     login,
     new_email,
     register,
@@ -124,7 +124,8 @@ async def test_failed_logins_are_throttled_per_email_and_client(
 async def test_parallel_wrong_passwords_reach_the_hash_at_most_limit_times(
     users_client: ClientFactory, users_settings: UsersSettings
 ) -> None:
-    # Issue 13, item 2: the throttle counted only after argon2, so 40 parallel guesses all ran.
+    # docs/security.md, login throttle: it counted only after argon2, so 40 parallel guesses
+    # all ran.
     user, _ = await register(users_client())
     attacker = users_client()
     responses = await asyncio.gather(
@@ -279,7 +280,7 @@ async def test_rotated_key_signs_new_tokens_and_old_ones_stay_valid(
         pair = await tokens(client, user["email"])
         return bool(jwt.get_unverified_header(pair["access_token"])["kid"] == new_kid)
 
-    await eventually(signs_with_new_key, timeout=10, what="signing with the rotated key")
+    await eventually(signs_with_new_key, timeout_s=10, what="signing with the rotated key")
     kids = {k["kid"] for k in (await _jwks(client))["keys"]}
     assert {old_kid, new_kid} <= kids
 
@@ -315,7 +316,7 @@ async def test_login_with_rsa_keys_uses_rs256(
         header = jwt.get_unverified_header(pair["access_token"])
         return bool(header["kid"] == kid and header["alg"] == "RS256")
 
-    await eventually(rs256, timeout=10, what="signing with the RSA key")
+    await eventually(rs256, timeout_s=10, what="signing with the RSA key")
     pair = await tokens(client, user["email"])
     claims = _decode(pair["access_token"], await _jwks(client))
     assert set(claims) == ACCESS_CLAIMS
@@ -327,4 +328,4 @@ async def test_login_with_rsa_keys_uses_rs256(
         pair = await tokens(client, user["email"])
         return bool(jwt.get_unverified_header(pair["access_token"])["kid"] == back)
 
-    await eventually(eddsa, timeout=10, what="signing with Ed25519 again")
+    await eventually(eddsa, timeout_s=10, what="signing with Ed25519 again")

@@ -204,7 +204,7 @@ async def test_passwords_hash_verify_and_rehash() -> None:
 
 
 def test_the_published_name_pattern_accepts_exactly_what_clean_name_accepts() -> None:
-    # schemathesis sent names with a backspace: the document allowed them (issue 13, finding 8).
+    # schemathesis sent names with a backspace: the document allowed them (docs/security.md).
     pattern = re.compile(NAME_PATTERN[1:-1])
     samples = [chr(c) for c in range(0x3100)] + [chr(c) for c in range(0xFE00, 0xFFFE)]
     samples += ["Ann", " Ann ", "   ", "\u3000", "Eve\u2028", "a\u202eb", "Zo\u00eb"]

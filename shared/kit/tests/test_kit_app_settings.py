@@ -34,7 +34,8 @@ def test_development_accepts_the_default_secret() -> None:
 
 
 def test_process_time_setting() -> None:
-    # Opt-in everywhere (issue 13, finding 6): development stacks are reachable too.
+    # Opt-in everywhere (docs/security.md, Account enumeration): development stacks are
+    # reachable too.
     assert not ServiceSettings(env=Environment.DEVELOPMENT).show_process_time
     assert not ServiceSettings(env=Environment.PRODUCTION).show_process_time
     assert ServiceSettings(env=Environment.PRODUCTION, process_time_header=True).show_process_time

@@ -1,4 +1,4 @@
-"""Input no route can store or echo is a 422 problem, never a 500 (issue 13, finding 4).
+"""Input no route can store or echo is a 422 problem, never a 500 (docs/security.md).
 
 A real service app over a real Postgres: NUL bytes reach the database, lone surrogates and
 non-finite numbers reach the 422 renderer, a 64-bit overflow reaches the driver, and signed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -31,6 +31,7 @@ from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
 from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
+from agora_kit.testing.poll import eventually
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,15 +45,6 @@ EFFECT = sa.Table(
     sa.Column("event_id", sa.Uuid, nullable=False),
 )
 FREEZE_S = 8.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -140,7 +132,7 @@ async def test_a_frozen_broker_is_ridden_out_and_nothing_is_applied_twice(
     try:
         await loop.start()
         await publish(range(1, 11))
-        await eventually(all_applied, 40)
+        await eventually(all_applied, timeout_s=40)
 
         kafka_broker.freeze()
         frozen = True
@@ -152,7 +144,7 @@ async def test_a_frozen_broker_is_ridden_out_and_nothing_is_applied_twice(
         frozen = False
 
         await publish(range(11, 21))
-        await eventually(all_applied, 60)
+        await eventually(all_applied, timeout_s=60)
         rows = await applied()
         assert sorted(rows) == sorted(sent)  # each exactly once
         assert loop.is_alive()

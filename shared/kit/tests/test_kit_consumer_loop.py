@@ -40,6 +40,7 @@ from agora_kit.outbox import outbox_table
 from agora_kit.relay import OutboxRelay, RelayConfig
 from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
+from agora_kit.testing.poll import eventually
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -64,15 +65,6 @@ FAST = ConsumerConfig(
     stop_timeout_s=10.0,
 )
 JOIN_TIMEOUT = 40.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -324,7 +316,7 @@ async def test_redelivery_applies_once_and_poison_becomes_dead_letter(harness: H
     async def all_done() -> bool:
         return len(await harness.effects()) == 2 and len(await harness.dead_letters()) == 3
 
-    await eventually(all_done, timeout=JOIN_TIMEOUT)
+    await eventually(all_done, timeout_s=JOIN_TIMEOUT)
     effects = await harness.effects()
     assert [(e.event_id, e.user_id) for e in effects] == [(first.id, 1), (second.id, 2)]
 
@@ -354,7 +346,7 @@ async def test_redelivery_applies_once_and_poison_becomes_dead_letter(harness: H
         lags = {(e.partition, e.position, e.lag) for e in await loop.lag()}
         return (0, 7, 0) in lags and all(lag == 0 for _, _, lag in lags)
 
-    await eventually(caught_up, timeout=10)
+    await eventually(caught_up, timeout_s=10)
     outside = await fetch_group_lag(
         harness.settings.kafka_bootstrap_servers, harness.group, [harness.topic]
     )
@@ -397,7 +389,7 @@ async def test_independent_retries_without_blocking_then_dead_letters_and_replay
         letters = await harness.dead_letters()
         return 10 in users and len(letters) == 2 and await harness.waiting_retries() == 0
 
-    await eventually(settled, timeout=JOIN_TIMEOUT)
+    await eventually(settled, timeout_s=JOIN_TIMEOUT)
     effects = await harness.effects()
     # The events behind the failing one were handled first; it succeeded on attempt 3.
     assert [e.user_id for e in effects] == [11, 12, 10]
@@ -426,10 +418,10 @@ async def test_independent_retries_without_blocking_then_dead_letters_and_replay
     async def applied() -> bool:
         return 14 in [e.user_id for e in await harness.effects()]
 
-    await eventually(applied, timeout=10)
+    await eventually(applied, timeout_s=10)
     with pytest.raises(DeadLetterNotPending):
         await store.replay(permanent.id)
-    await eventually(lambda: _zero(harness.waiting_retries), timeout=10)
+    await eventually(lambda: _zero(harness.waiting_retries), timeout_s=10)
     assert [e.user_id for e in await harness.effects()].count(14) == 1
     assert attempts[14] == [1, 1]  # replays start their attempts afresh
     assert loop.is_alive()
@@ -469,7 +461,7 @@ async def test_in_order_retries_in_place_while_other_partitions_flow(harness: Ha
     async def settled() -> bool:
         return len(await harness.effects()) == 6 and len(await harness.dead_letters()) == 1
 
-    await eventually(settled, timeout=JOIN_TIMEOUT)
+    await eventually(settled, timeout_s=JOIN_TIMEOUT)
     effects = await harness.effects()
     by_partition: dict[int, list[int]] = {}
     for e in effects:
@@ -510,11 +502,11 @@ async def test_stall_detector_flips_is_alive_and_recovers(harness: Harness) -> N
     async def stalled() -> bool:
         return not loop.is_alive()
 
-    await eventually(stalled, timeout=JOIN_TIMEOUT)
+    await eventually(stalled, timeout_s=JOIN_TIMEOUT)
     assert {tp.partition for tp in loop.assignment} == {0, 1, 2}
     gate.set()
 
     async def recovered() -> bool:
         return len(await harness.effects()) == 2 and loop.is_alive()
 
-    await eventually(recovered, timeout=15)
+    await eventually(recovered, timeout_s=15)

@@ -6,10 +6,9 @@ Rebalances take about 8 s on the embedded broker, so the deadlines are generous 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -30,6 +29,7 @@ from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
 from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
+from agora_kit.testing.poll import eventually
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,15 +49,6 @@ CONFIG = ConsumerConfig(
     backoff=Backoff(base_s=0.2, max_s=1.0),
     stop_timeout_s=10.0,
 )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.2)
 
 
 METADATA = make_metadata()
@@ -166,25 +157,25 @@ async def test_two_loops_share_partitions_and_one_takes_over_when_the_other_stop
             a, b = first.assignment, second.assignment
             return bool(a) and bool(b) and not (a & b) and len(a | b) == 3
 
-        await eventually(shared, REBALANCE_TIMEOUT)
+        await eventually(shared, timeout_s=REBALANCE_TIMEOUT)
         events = await publish(range(1, 61))
 
         async def first_busy() -> bool:
             return calls["a"] >= 5
 
-        await eventually(first_busy, REBALANCE_TIMEOUT)
+        await eventually(first_busy, timeout_s=REBALANCE_TIMEOUT)
         await first.stop()  # mid-stream: in-flight records finish and are committed
 
         async def took_over() -> bool:
             return len(second.assignment) == 3
 
-        await eventually(took_over, REBALANCE_TIMEOUT)
+        await eventually(took_over, timeout_s=REBALANCE_TIMEOUT)
         events += await publish(range(61, 76))
 
         async def all_applied() -> bool:
             return len(await effects()) >= len(events)
 
-        await eventually(all_applied, REBALANCE_TIMEOUT)
+        await eventually(all_applied, timeout_s=REBALANCE_TIMEOUT)
         rows = await effects()
         per_event = Counter(event_id for event_id, _ in rows)
         assert sorted(per_event) == sorted(events)
@@ -197,7 +188,7 @@ async def test_two_loops_share_partitions_and_one_takes_over_when_the_other_stop
         async def committed() -> bool:
             return [entry.lag for entry in await second.lag()] == [0, 0, 0]
 
-        await eventually(committed, 15)
+        await eventually(committed, timeout_s=15)
     finally:
         await first.stop()
         await second.stop()

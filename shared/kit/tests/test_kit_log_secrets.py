@@ -1,4 +1,4 @@
-"""No secret of a request reaches the logs when it fails unexpectedly (issue 13, item 3).
+"""No secret of a request reaches the logs when it fails unexpectedly (docs/security.md).
 
 Tracebacks used to be logged with every frame's local variables: the request body (a
 cleartext password), the Authorization header, and asyncpg messages that echo the value

@@ -132,7 +132,7 @@ async def test_access_log_line_per_request(
 async def test_process_time_header_is_opt_in(
     client: httpx.AsyncClient, database_url: str, redis_url: str
 ) -> None:
-    # The default, in development too: no timing channel (issue 13, finding 6).
+    # The default, in development too: no timing channel (docs/security.md, Account enumeration).
     response = await client.get("/api/v1/context")
     assert response.status_code == 200
     assert "x-process-time" not in response.headers

@@ -24,6 +24,7 @@ from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
 from agora_kit.relay import OutboxRelay, RelayConfig
 from agora_kit.settings import ServiceSettings
+from agora_kit.testing.poll import eventually
 from agora_kit.uow import UnitOfWork
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, RequestTimedOutError
@@ -42,15 +43,6 @@ FAST = RelayConfig(
     backoff_max_s=0.5,
     stop_timeout_s=5.0,
 )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -456,12 +448,12 @@ async def test_writes_commit_while_broker_frozen_and_publish_after_thaw(
         for version in (2, 3, 4):
             await service.write(key=5, version=version)
         assert time.monotonic() - started < 3  # the write path never waits on the broker
-        await eventually(lambda: _failed_attempt(service), timeout=15)  # it tried, and failed
+        await eventually(lambda: _failed_attempt(service), timeout_s=15)  # it tried, and failed
         assert await service.pending() == 3
         assert relay.is_alive()
     finally:
         thaw_after.thaw()
 
-    await eventually(lambda: _zero(service.pending), timeout=30)
+    await eventually(lambda: _zero(service.pending), timeout_s=30)
     envelopes = _by_key(await service.consume_all())[b"5"]
     assert _first_occurrences(envelopes) == [1, 2, 3, 4]

@@ -34,9 +34,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from agora_deploy.clirun import run_agora
 from agora_deploy.launchers.process import free_port
 from agora_deploy.stack import ComponentInfo, database_url, read_stack
-from agora_deploy.testing import run_agora
 
 PASSWORD = "chaos-Passw0rd-long-enough"  # noqa: S105 - a throwaway test account
 #: Kinds each fact owes (docs/reliability.md, "mail policy"): item mail only to an owner whose

@@ -13,7 +13,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from agora_deploy.chaos.harness import ITEM_EVERY, Stack, account
-from agora_deploy.testing import run_agora
+from agora_deploy.clirun import run_agora
 
 
 @dataclass(frozen=True)

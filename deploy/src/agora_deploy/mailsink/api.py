@@ -48,33 +48,37 @@ _UI_ASSETS: Final = {"inbox.js": "text/javascript", "inbox.css": "text/css"}
 _PAGE_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
-    """Build the Starlette app serving Mailpit's API over this store and chaos switchboard."""
+class _Handlers:
+    """The endpoints of the API, as methods over one store and chaos switchboard."""
 
-    async def livez(request: Request) -> Response:
+    def __init__(self, store: MailStore, chaos: Chaos) -> None:
+        self.store = store
+        self.chaos = chaos
+
+    async def livez(self, request: Request) -> Response:
         """Answer that the process is alive."""
         return PlainTextResponse("ok")
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
         """Answer that the sink accepts mail and API calls."""
         return PlainTextResponse("ok")
 
-    async def info(request: Request) -> Response:
+    async def info(self, request: Request) -> Response:
         """Show the mailbox counts and runtime statistics."""
-        counters = store.counters
+        counters = self.store.counters
         uptime = (datetime.now(UTC) - counters.started_at).total_seconds()
         return JSONResponse(
             {
                 "Version": VERSION,
                 "LatestVersion": "",
-                "Database": store.database,
-                "DatabaseSize": sum(m.size for m in store.newest_first()),
-                "Messages": len(store),
-                "Unread": store.unread,
+                "Database": self.store.database,
+                "DatabaseSize": sum(m.size for m in self.store.newest_first()),
+                "Messages": len(self.store),
+                "Unread": self.store.unread,
                 "Tags": {},
                 # Ours, not Mailpit's: the bound and how many messages it ever pushed out.
-                "MaxMessages": store.max_messages,
-                "Evicted": store.evicted,
+                "MaxMessages": self.store.max_messages,
+                "Evicted": self.store.evicted,
                 "RuntimeStats": {
                     "Uptime": int(uptime),
                     "MessagesDeleted": counters.messages_deleted,
@@ -86,67 +90,69 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             }
         )
 
-    async def list_messages(request: Request) -> Response:
+    async def list_messages(self, request: Request) -> Response:
         """List messages newest first, paginated with start and limit."""
-        messages = store.newest_first()
-        return _summary(store, messages, messages_count=len(messages), request=request)
+        messages = self.store.newest_first()
+        return _summary(self.store, messages, messages_count=len(messages), request=request)
 
-    async def delete_messages(request: Request) -> Response:
+    async def delete_messages(self, request: Request) -> Response:
         """Delete the messages named in {"IDs": [...]}, or all when no IDs are given."""
         body = await _json_body(request)
         ids = json_field(body, "IDs") if isinstance(body, dict) else None
         if isinstance(ids, list) and ids:
-            store.delete(str(i) for i in ids)
+            self.store.delete(str(i) for i in ids)
         else:
-            store.clear()
+            self.store.clear()
         return PlainTextResponse("ok")
 
-    async def set_read(request: Request) -> Response:
+    async def set_read(self, request: Request) -> Response:
         """Set the read status of the messages named in IDs, or of all messages."""
         body = await _json_body(request)
         if not isinstance(body, dict):
             return _bad_request("the body must be a JSON object")
         ids = json_field(body, "IDs")
         read = json_field(body, "Read") is True
-        store.mark_read([str(i) for i in ids] if isinstance(ids, list) and ids else None, read=read)
+        self.store.mark_read(
+            [str(i) for i in ids] if isinstance(ids, list) and ids else None, read=read
+        )
         return PlainTextResponse("ok")
 
-    async def search(request: Request) -> Response:
+    async def search(self, request: Request) -> Response:
         """List the messages matching a Mailpit search query, newest first."""
         query = request.query_params.get("query", "").strip()
         if not query:
             return _bad_request("Error: no search query")
         predicate = compile_query(query)
-        matches = [m for m in store.newest_first() if predicate(m)]
-        return _summary(store, matches, messages_count=len(matches), request=request)
+        matches = [m for m in self.store.newest_first() if predicate(m)]
+        return _summary(self.store, matches, messages_count=len(matches), request=request)
 
-    async def delete_search(request: Request) -> Response:
+    async def delete_search(self, request: Request) -> Response:
         """Delete every message matching a Mailpit search query."""
         query = request.query_params.get("query", "").strip()
         if not query:
             return _bad_request("Error: no search query")
         predicate = compile_query(query)
-        store.delete([m.id for m in store.newest_first() if predicate(m)])
+        self.store.delete([m.id for m in self.store.newest_first() if predicate(m)])
         return PlainTextResponse("ok")
 
-    async def get_message(request: Request) -> Response:
+    async def get_message(self, request: Request) -> Response:
         """Return one decoded message and mark it read."""
-        message = store.get(request.path_params["id"])
+        message = self.store.get(request.path_params["id"])
         if message is None:
             return _not_found()
-        store.mark_read([message.id], read=True)
+        self.store.mark_read([message.id], read=True)
         return JSONResponse(message.detail_json())
 
-    async def get_headers(request: Request) -> Response:
+    async def get_headers(self, request: Request) -> Response:
         """Return the headers of one message as {"Name": ["value", ...]}."""
-        message = store.get(request.path_params["id"])
+        message = self.store.get(request.path_params["id"])
         if message is None:
             return _not_found()
         return JSONResponse(header_map(message.raw))
 
-    async def get_raw(request: Request) -> Response:
+    async def get_raw(self, request: Request) -> Response:
         """Return the message source exactly as stored."""
-        message = store.get(request.path_params["id"])
+        message = self.store.get(request.path_params["id"])
         if message is None:
             return _not_found()
         headers = {}
@@ -154,9 +160,9 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             headers["Content-Disposition"] = f'attachment; filename="{quote(message.id)}.eml"'
         return Response(message.raw, media_type="text/plain; charset=utf-8", headers=headers)
 
-    async def get_part(request: Request) -> Response:
+    async def get_part(self, request: Request) -> Response:
         """Return one attachment or inline part of a message."""
-        message = store.get(request.path_params["id"])
+        message = self.store.get(request.path_params["id"])
         if message is None:
             return _not_found()
         part = find_part(message.raw, request.path_params["part_id"])
@@ -174,14 +180,14 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             headers={"Content-Disposition": f'{disposition}; filename="{name}"'},
         )
 
-    async def inbox(request: Request) -> Response:
+    async def inbox(self, request: Request) -> Response:
         """The web inbox: the message list, one message's HTML, text and headers."""
         return HTMLResponse(
             _inbox_html(),
             headers={**_PAGE_HEADERS, "Content-Security-Policy": INBOX_CSP},
         )
 
-    async def ui_asset(request: Request) -> Response:
+    async def ui_asset(self, request: Request) -> Response:
         """Serve the inbox's script or stylesheet."""
         name = request.path_params["name"]
         media_type = _UI_ASSETS.get(name)
@@ -189,9 +195,9 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             return _not_found()
         return FileResponse(_UI / name, media_type=media_type, headers=dict(_PAGE_HEADERS))
 
-    async def view_html(request: Request) -> Response:
+    async def view_html(self, request: Request) -> Response:
         """Return a message's HTML part as a page of its own, sandboxed by its CSP."""
-        message = store.get(request.path_params["id"])
+        message = self.store.get(request.path_params["id"])
         html = message.detail_json().get("HTML") if message is not None else None
         if not isinstance(html, str) or not html:
             return _not_found()
@@ -199,37 +205,41 @@ def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
             html, headers={**_PAGE_HEADERS, "Content-Security-Policy": MESSAGE_HTML_CSP}
         )
 
-    async def get_chaos(request: Request) -> Response:
+    async def get_chaos(self, request: Request) -> Response:
         """Show the chaos triggers."""
-        return JSONResponse(chaos.to_json())
+        return JSONResponse(self.chaos.to_json())
 
-    async def put_chaos(request: Request) -> Response:
+    async def put_chaos(self, request: Request) -> Response:
         """Replace the chaos triggers; omitted triggers are switched off."""
         body = await _json_body(request)
         try:
-            chaos.replace(body)
+            self.chaos.replace(body)
         except ChaosError as exc:
             return _bad_request(str(exc))
-        return JSONResponse(chaos.to_json())
+        return JSONResponse(self.chaos.to_json())
 
+
+def create_app(*, store: MailStore, chaos: Chaos) -> Starlette:
+    """Build the Starlette app serving Mailpit's API over this store and chaos switchboard."""
+    h = _Handlers(store, chaos)
     routes = [
-        Route("/", inbox, methods=["GET"]),
-        Route("/ui/{name}", ui_asset, methods=["GET"]),
-        Route("/view/{id}.html", view_html, methods=["GET"]),
-        Route("/livez", livez, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/api/v1/info", info, methods=["GET"]),
-        Route("/api/v1/messages", list_messages, methods=["GET"]),
-        Route("/api/v1/messages", delete_messages, methods=["DELETE"]),
-        Route("/api/v1/messages", set_read, methods=["PUT"]),
-        Route("/api/v1/search", search, methods=["GET"]),
-        Route("/api/v1/search", delete_search, methods=["DELETE"]),
-        Route("/api/v1/message/{id}", get_message, methods=["GET"]),
-        Route("/api/v1/message/{id}/headers", get_headers, methods=["GET"]),
-        Route("/api/v1/message/{id}/raw", get_raw, methods=["GET"]),
-        Route("/api/v1/message/{id}/part/{part_id}", get_part, methods=["GET"]),
-        Route("/api/v1/chaos", get_chaos, methods=["GET"]),
-        Route("/api/v1/chaos", put_chaos, methods=["PUT"]),
+        Route("/", h.inbox, methods=["GET"]),
+        Route("/ui/{name}", h.ui_asset, methods=["GET"]),
+        Route("/view/{id}.html", h.view_html, methods=["GET"]),
+        Route("/livez", h.livez, methods=["GET"]),
+        Route("/readyz", h.readyz, methods=["GET"]),
+        Route("/api/v1/info", h.info, methods=["GET"]),
+        Route("/api/v1/messages", h.list_messages, methods=["GET"]),
+        Route("/api/v1/messages", h.delete_messages, methods=["DELETE"]),
+        Route("/api/v1/messages", h.set_read, methods=["PUT"]),
+        Route("/api/v1/search", h.search, methods=["GET"]),
+        Route("/api/v1/search", h.delete_search, methods=["DELETE"]),
+        Route("/api/v1/message/{id}", h.get_message, methods=["GET"]),
+        Route("/api/v1/message/{id}/headers", h.get_headers, methods=["GET"]),
+        Route("/api/v1/message/{id}/raw", h.get_raw, methods=["GET"]),
+        Route("/api/v1/message/{id}/part/{part_id}", h.get_part, methods=["GET"]),
+        Route("/api/v1/chaos", h.get_chaos, methods=["GET"]),
+        Route("/api/v1/chaos", h.put_chaos, methods=["PUT"]),
     ]
     return Starlette(routes=routes)
 

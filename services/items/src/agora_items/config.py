@@ -7,7 +7,8 @@ from agora_kit.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-#: The consumer group of the users projection (INTERFACES.md §2: `items.dead-letter`).
+#: The consumer group of the users projection; it owns `items.retry` and `items.dead-letter`
+#: (docs/interfaces.md, Topics).
 DEFAULT_CONSUMER_GROUP = "items"
 
 

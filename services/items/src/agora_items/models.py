@@ -90,7 +90,8 @@ class Item(Base):
 class UserState(Base):
     """What items knows about a user: only the id, a deleted flag and the applied version.
 
-    No personal data lives here (DESIGN.md §3), so ``UserDeleted`` has nothing to erase.
+    No personal data lives here (only the users service keeps any), so ``UserDeleted`` has
+    nothing to erase.
     """
 
     __tablename__ = "user_state"

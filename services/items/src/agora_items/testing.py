@@ -7,21 +7,20 @@ typed helpers (test folders are not packages).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import random
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from agora_contract import Envelope, Event
 from agora_contract.topics import ITEMS_SOURCE
 from agora_kit.consumer import ConsumerLoop
+from agora_kit.testing.events import EventTap
 from agora_kit.testing.jwt import JwtKeyring
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from agora_kit.testing.poll import eventually
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,43 +34,18 @@ def new_user_id() -> int:
     return next(_ids)
 
 
-def migrate(url: str, project_dir: Path) -> None:
-    """Run the Alembic chain in ``project_dir`` to head on ``url`` (blocking: use a thread)."""
-    from alembic import command
-    from alembic.config import Config
+class ItemsTap(EventTap):
+    """The kit's event tap plus what the items suite asks of it: the envelopes of one item."""
 
-    config = Config(str(project_dir / "alembic.ini"))
-    config.set_main_option("script_location", str(project_dir / "migrations"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "head")
+    @property
+    def seen(self) -> list[tuple[bytes | None, Envelope]]:
+        """(key, envelope) of every message, in arrival order."""
+        return [(r.key, r.envelope) for r in self.records]
 
-
-async def wait_for(
-    probe: Callable[[], object | Awaitable[object]],
-    *,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.05,
-) -> Any:
-    """Await ``probe()`` until it returns something truthy; raise AssertionError at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(interval_s)
-
-
-@dataclass
-class EventTap:
-    """Every envelope published on a topic since the tap started, with its Kafka key."""
-
-    seen: list[tuple[bytes | None, Envelope]] = field(default_factory=list)
-    headers: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    @property
+    def headers(self) -> dict[str, list[tuple[str, bytes]]]:
+        """The Kafka headers of each message, by envelope id."""
+        return {str(r.envelope.id): list(r.headers) for r in self.records}
 
     def for_item(self, item_id: int) -> list[Envelope]:
         """Envelopes the items service published about ``item_id``, in topic order."""
@@ -89,20 +63,8 @@ class EventTap:
         self, item_id: int, count: int, *, timeout_s: float = 30.0
     ) -> list[Envelope]:
         """Wait until at least ``count`` envelopes about ``item_id`` arrived; return them all."""
-        await wait_for(lambda: len(self.for_item(item_id)) >= count, timeout_s=timeout_s)
+        await eventually(lambda: len(self.for_item(item_id)) >= count, timeout_s=timeout_s)
         return self.for_item(item_id)
-
-    async def run(self, consumer: AIOKafkaConsumer) -> None:
-        """Collect from an assigned consumer until cancelled."""
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for messages in batches.values():
-                for message in messages:
-                    # Another suite's junk on the topic is not ours to judge.
-                    with contextlib.suppress(Exception):
-                        envelope = Envelope.from_bytes(message.value)
-                        self.seen.append((message.key, envelope))
-                        self.headers[str(envelope.id)] = list(message.headers)
 
 
 @dataclass
@@ -113,7 +75,7 @@ class ItemsHarness:
     client: httpx.AsyncClient
     keyring: JwtKeyring
     settings: ItemsSettings
-    tap: EventTap
+    tap: ItemsTap
     producer: AIOKafkaProducer
     engine: AsyncEngine
 
@@ -121,13 +83,6 @@ class ItemsHarness:
     def new_user() -> int:
         """Return a fresh user id."""
         return new_user_id()
-
-    @staticmethod
-    async def wait_for(
-        probe: Callable[[], object | Awaitable[object]], *, timeout_s: float = 30.0
-    ) -> Any:
-        """Await ``probe()`` until it returns something truthy (see ``wait_for``)."""
-        return await wait_for(probe, timeout_s=timeout_s)
 
     def auth(self, user_id: int, **headers: str) -> dict[str, str]:
         """Headers with a valid access token for ``user_id`` and a fresh request id."""

@@ -13,7 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 
 class KeyAlgorithm(StrEnum):
-    """The signature algorithms new signing keys can use (INTERFACES.md §4)."""
+    """The signature algorithms new signing keys can use (docs/interfaces.md, Tokens)."""
 
     EDDSA = "EdDSA"
     RS256 = "RS256"

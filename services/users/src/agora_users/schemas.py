@@ -37,7 +37,7 @@ def normalise_email(value: str) -> str:
         raise ValueError(f"not a valid email address: {exc}") from exc
     if not checked.local_part.isascii():
         # Mail to such an address needs SMTPUTF8 end to end; without it the verification mail
-        # could never be delivered and the account never verified (issue 13, finding 7).
+        # could never be delivered and the account never verified (docs/security.md, finding 7).
         raise ValueError(
             "the part before the @ must be ASCII: internationalised mailbox names are not "
             "supported (a non-ASCII domain is fine)"

@@ -29,7 +29,7 @@ class Revocation:
 
 
 class Revoker:
-    """Writes ``agora:revoked:<jti>`` (INTERFACES.md §4), which every service checks."""
+    """Writes ``agora:revoked:<jti>`` (docs/interfaces.md, Tokens), which every service checks."""
 
     def __init__(self, redis: Redis, *, leeway_s: int) -> None:
         self._redis = redis

@@ -1,24 +1,21 @@
-"""Test support for the users service and suites that run it: migrate, tap topics, clients.
+"""Test support for the users service and suites that run it: tap topics, clients.
 
 Imported by tests only; nothing here runs in the service.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from agora_contract import Envelope
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from agora_kit.testing.events import EventTap
+from agora_kit.testing.poll import eventually
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agora_users.models import OUTBOX
@@ -30,76 +27,17 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - the test accounts' pas
 ClientFactory = Callable[..., httpx.AsyncClient]
 
 
-def migrate(database_url: str, project_dir: Path = PROJECT_DIR) -> None:
-    """Run the Alembic chain to head exactly as `agora up` does (a subprocess)."""
-    env = {**os.environ, "DATABASE_URL": database_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"migrations failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it holds; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-class EventTap:
-    """Collects every message of some topics from where they ended when the tap started."""
+class UsersTap(EventTap):
+    """The kit's event tap plus what the users suite asks of it: by request id, outbox drained."""
 
     def __init__(self, consumer: AIOKafkaConsumer, engine: AsyncEngine) -> None:
-        self.consumer = consumer
+        super().__init__(consumer)
         self.engine = engine
-        #: (topic, key, envelope) in arrival order.
-        self.messages: list[tuple[str, bytes | None, Envelope]] = []
-        self._positions: dict[TopicPartition, int] = {}
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, topics: Sequence[str]) -> None:
-        """Assign every partition of ``topics`` (no group join), seek to the end, collect."""
-        await self.consumer.start()
-        partitions: list[TopicPartition] = []
-        for topic in topics:
-            ids = self.consumer.partitions_for_topic(topic)
-            if not ids:
-                await self.consumer._client.force_metadata_update()
-                ids = self.consumer.partitions_for_topic(topic) or set()
-            partitions += [TopicPartition(topic, p) for p in sorted(ids)]
-        self.consumer.assign(partitions)
-        await self.consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            self._positions[tp] = await self.consumer.position(tp)
-        self._task = asyncio.create_task(self._run(), name="users-event-tap")
-
-    async def stop(self) -> None:
-        """Stop collecting and close the consumer."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-        await asyncio.wait_for(self.consumer.stop(), 10)
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            for tp, records in batches.items():
-                for record in records:
-                    envelope = Envelope.from_bytes(record.value)
-                    self.messages.append((record.topic, record.key, envelope))
-                    self._positions[tp] = record.offset + 1
+    @property
+    def messages(self) -> list[tuple[str, bytes | None, Envelope]]:
+        """(topic, key, envelope) of every message, in arrival order."""
+        return [(r.topic, r.key, r.envelope) for r in self.records]
 
     def caused_by(
         self, request_id: str, topic: str | None = None
@@ -110,17 +48,18 @@ class EventTap:
         ]
 
     async def wait_for(
-        self, request_id: str, count: int, *, timeout: float = 20.0
+        self, request_id: str, count: int, *, timeout_s: float = 20.0
     ) -> list[tuple[str, bytes | None, Envelope]]:
         """Wait until at least ``count`` messages of the request arrived; return them."""
-
-        async def arrived() -> bool:
-            return len(self.caused_by(request_id)) >= count
-
-        await eventually(arrived, timeout=timeout, what=f"{count} message(s) of {request_id}")
+        await self.wait(
+            lambda r: r.envelope.correlationid == request_id,
+            count,
+            timeout_s=timeout_s,
+            what=f"message(s) of {request_id}",
+        )
         return self.caused_by(request_id)
 
-    async def settle(self, *, timeout: float = 20.0) -> None:
+    async def settle(self, *, timeout_s: float = 20.0) -> None:
         """Wait until the outbox is fully published and the tap has read every partition's end.
 
         After this, the tap holds every message published so far: counts are exact.
@@ -135,13 +74,8 @@ class EventTap:
                 )
             return pending == 0
 
-        await eventually(published, timeout=timeout, what="outbox published")
-        ends = await self.consumer.end_offsets(list(self._positions))
-
-        async def read_all() -> bool:
-            return all(self._positions[tp] >= end for tp, end in ends.items())
-
-        await eventually(read_all, timeout=timeout, what="topics read to their end")
+        await eventually(published, timeout_s=timeout_s, what="outbox published")
+        await self.read_to_end(timeout_s=timeout_s)
 
 
 def new_email() -> str:

@@ -68,7 +68,7 @@ class TokenSigner:
     def access_token(
         self, *, user_id: int, roles: Iterable[str], email_verified: bool
     ) -> IssuedToken:
-        """Return an access token with exactly the claims of INTERFACES.md §4."""
+        """Return an access token with exactly the claims of docs/interfaces.md (Tokens)."""
         now = int(time.time())
         jti = uuid.uuid4().hex
         exp = now + self._access_ttl

@@ -1,4 +1,7 @@
-"""Access-token verification (INTERFACES.md §4): JWKS cache, pinned algorithms, revocation."""
+"""Access-token verification: JWKS cache, pinned algorithms, revocation.
+
+The token claims and kinds are those of docs/interfaces.md (Tokens).
+"""
 
 from __future__ import annotations
 

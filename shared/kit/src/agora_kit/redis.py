@@ -17,7 +17,7 @@ RETRY_ON = (ConnectionError, BusyLoadingError)
 
 
 def create_redis(settings: ServiceSettings, *, max_connections: int = 50) -> Redis:
-    """Create the process client (redis-py PITFALLS: explicit ``Retry``, health checks)."""
+    """Create the process client, with an explicit ``Retry`` and health checks."""
     return Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,

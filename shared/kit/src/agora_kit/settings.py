@@ -25,7 +25,7 @@ class ServiceSettings(BaseSettings):
 
     Each service subclasses this with its own ``env_prefix`` for its own settings; the shared
     infrastructure URLs are read without a prefix (``DATABASE_URL``, ``REDIS_URL``, ...), the
-    names the launcher and docker-compose set (INTERFACES.md §1).
+    names the launcher and docker-compose set (docs/interfaces.md, Environment variables).
     """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)

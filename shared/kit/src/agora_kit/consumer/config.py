@@ -69,8 +69,9 @@ class ConsumerConfig:
             raise ValueError("max_attempts and permanent_attempts must be at least 1")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
-        # PITFALLS (aiokafka #848): leaving the group because one message took too long
-        # loops forever; keep the poll interval above any handler and revocation.
+        # aiokafka issue #848: a member that leaves the group because one message took too
+        # long rejoins and leaves again forever; keep the poll interval above any handler
+        # and revocation.
         if self.max_poll_interval_ms <= (self.handler_timeout_s + self.revoke_grace_s) * 1000:
             raise ValueError("max_poll_interval_ms must exceed handler_timeout_s + revoke_grace_s")
         if self.stall_timeout_s <= self.monitor_interval_s:

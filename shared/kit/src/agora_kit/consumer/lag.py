@@ -1,7 +1,7 @@
 """Consumer lag from ``end_offsets`` and committed offsets, and the stall detector.
 
 The admin client's ``list_consumer_group_offsets`` breaks the embedded broker's connection
-(FACTS.md), so lag comes from a consumer's own ``committed()`` and ``end_offsets()``.
+(seen on Tansu), so lag comes from a consumer's own ``committed()`` and ``end_offsets()``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The consumer loop: one group, a set of topics, per-partition workers, explicit commits.
 
-PITFALLS.md (aiokafka) shapes it: auto-commit off; offsets committed per partition as
+aiokafka's known traps shape it: auto-commit off; offsets committed per partition as
 ``{tp: offset + 1}`` only after the effect; a rebalance listener that lets in-flight records
 finish (bounded), commits them and drops the rest; ``CommitFailedError`` is logged and
 counted, since redelivery plus deduplication repair it; our own stall detector, because a

@@ -1,1 +1,5 @@
-"""Helpers for services' tests (no pytest import): signed tokens, a JWKS server, app clients."""
+"""Helpers for tests and test tools (no pytest import): polling, migrations, mail, taps, tokens.
+
+Each module is imported by name (``agora_kit.testing.poll``, ``.db``, ``.mail``, ``.events``,
+``.app``, ``.jwt``); docs/testing.md lists them.
+"""
