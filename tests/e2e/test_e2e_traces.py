@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from agora_deploy.mailclient import MailClient
-from agora_deploy.testing import SystemStack, poll_until, run_agora, verify_address
+from agora_deploy.testing import SystemStack, run_agora, verify_address
 from agora_deploy.traces import find_trace, read_spans, traces_dir
+from agora_kit.testing.mail import MailClient
+from agora_kit.testing.poll import eventually_sync
 
 #: The hops, in order, each a child of the one before (service, span name).
 HOPS = [
@@ -45,13 +46,14 @@ def test_agora_trace_shows_every_hop_of_one_request(system_stack: SystemStack) -
         )
         assert item.status_code == 201, item.text
         request_id = item.headers["X-Request-ID"]
-        mail.wait_subject(email, "listed", timeout=60)
+        mail.wait_subject(email, "listed", timeout_s=60)
 
     # The SMTP span is written as soon as it ends, right after the sink's 250.
     folder = traces_dir(system_stack.infra.state_dir)
-    poll_until(
+    eventually_sync(
         lambda: any(s.name == "smtp send" for s in find_trace(read_spans(folder), request_id)),
-        timeout=30,
+        timeout_s=30,
+        what="the smtp send span",
     )
     result = run_agora(system_stack.infra.state_dir, "trace", request_id, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -19,10 +19,10 @@ from agora_contract import UserRegistered
 from agora_kit import tracing
 from agora_kit.app import create_service_app
 from agora_kit.testing.app import app_client
+from agora_kit.testing.mail import MailApi
 from agora_kit.uow import UnitOfWork
 from agora_notifier import models
 from agora_notifier.config import NotifierSettings
-from agora_notifier.testing import MailApi
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
