@@ -1,0 +1,156 @@
+"""The notifier's handlers through the in-memory consumer driver: real database, no broker.
+
+Planners, the postman and the failure policy run as the consumer loop runs them; the SMTP
+server is a recording fake, so a retry schedule of minutes runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from agora_contract import UserRegistered
+from agora_kit.consumer import ConsumerConfig
+from agora_kit.consumer.memory import MemoryConsumer
+from agora_kit.db import create_engine, create_session_factory
+from agora_kit.retry import Backoff
+from agora_kit.settings import ServiceSettings
+from agora_notifier import models
+from agora_notifier.handlers import NotifierHandlers
+from agora_notifier.planning import Links
+from agora_notifier.postman import Postman, PostmanConfig
+from agora_notifier.rendering import Renderer
+from agora_notifier.smtp import SendError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+#: A backoff no test could wait for: only MemoryConsumer.run_retries gets past it.
+HOUR = Backoff(base_s=3600, max_s=3600, jitter=0)
+
+
+class RecordingSender:
+    """Accepts every message after ``failures`` refusals (transient or permanent)."""
+
+    def __init__(self, *, failures: int = 0, permanent: bool = False) -> None:
+        self.failures = failures
+        self.permanent = permanent
+        self.sent: list[EmailMessage] = []
+
+    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> str:
+        if self.failures > 0:
+            self.failures -= 1
+            code = 550 if self.permanent else 451
+            raise SendError(f"{code} refused", permanent=self.permanent, code=code)
+        self.sent.append(message)
+        return "250 OK"
+
+    async def close(self) -> None:
+        return None
+
+
+class AllowAll:
+    async def allow(self, recipient: str) -> bool:
+        return True
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def session_factory(
+    notifier_database: str,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(ServiceSettings(database_url=notifier_database))
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def consumer(
+    session_factory: async_sessionmaker[AsyncSession], sender: RecordingSender
+) -> MemoryConsumer:
+    postman = Postman(
+        session_factory=session_factory,
+        sender=sender,
+        throttle=AllowAll(),
+        renderer=Renderer(),
+        config=PostmanConfig(
+            sender=Address("Agora", "no-reply", "agora.test"),
+            message_id_domain="agora.test",
+            max_attempts=3,
+        ),
+    )
+    handlers = NotifierHandlers(
+        session_factory=session_factory, postman=postman, links=Links("http://gateway.test")
+    )
+    return MemoryConsumer(
+        group=f"memory-{uuid.uuid4().hex[:8]}",
+        handlers=handlers.table(),
+        session_factory=session_factory,
+        tables=models.consumer,
+        config=ConsumerConfig(max_attempts=3, backoff=HOUR),
+    )
+
+
+def registered() -> UserRegistered:
+    user_id = uuid.uuid4().int % 2**52
+    return UserRegistered(
+        user_id=user_id,
+        email=f"ada-{user_id}@example.test",
+        name="Ada",
+        registered_at=datetime.now(UTC),
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_registration_sends_one_welcome_even_when_redelivered(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    sender = RecordingSender()
+    driver = consumer(session_factory, sender)
+    event = registered()
+    envelope = await driver.send(event)
+    await driver.send_envelope(envelope, topic=event.topic)  # the broker delivers it again
+    (mail,) = sender.sent
+    assert mail["To"].addresses[0].addr_spec == event.email
+    assert "welcome" in str(mail["Subject"]).lower()
+    assert await driver.waiting_retries() == 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_transient_refusal_waits_in_the_retry_store_then_goes_once(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    sender = RecordingSender(failures=1)
+    driver = consumer(session_factory, sender)
+    await driver.send(registered())
+    assert sender.sent == []
+    assert await driver.waiting_retries() == 1  # an hour's backoff, in the real table
+    assert await driver.run_retries() == 1
+    assert len(sender.sent) == 1
+    assert await driver.waiting_retries() == 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_permanent_refusal_becomes_a_dead_letter_and_nothing_is_sent(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    sender = RecordingSender(failures=1, permanent=True)
+    driver = consumer(session_factory, sender)
+    envelope = await driver.send(registered())
+    assert sender.sent == []
+    assert await driver.waiting_retries() == 0
+    dead = models.consumer.dead_letter
+    async with session_factory() as session:
+        kinds = (
+            await session.scalars(
+                sa.select(dead.c.error_kind).where(
+                    dead.c.consumer_group == driver.dispatcher.group,
+                    dead.c.event_id == envelope.id,
+                )
+            )
+        ).all()
+    assert kinds == ["permanent"]
