@@ -4,16 +4,12 @@ They carry one-time secret tokens, are not part of the public contract, and are 
 ACL in production: other teams must not subscribe to them.
 """
 
-from typing import Annotated, ClassVar
-
-from pydantic import Field, StringConstraints
+from typing import ClassVar
 
 from agora_contract.base import Command
 from agora_contract.fields import EmailAddress, Id, UtcDatetime
+from agora_contract.secrets import Secret
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_SOURCE
-
-# repr=False keeps the secret out of reprs, and so out of log lines and tracebacks.
-Token = Annotated[str, StringConstraints(min_length=1), Field(repr=False)]
 
 
 class _MailCommand(Command):
@@ -29,7 +25,7 @@ class _MailCommand(Command):
     """The address to send to."""
     name: str
     """The user's display name, for the greeting."""
-    token: Token
+    token: Secret
     """The one-time secret the link in the e-mail carries."""
     expires_at: UtcDatetime
     """When the token stops being accepted."""

@@ -25,7 +25,6 @@ from sqlalchemy.schema import SchemaItem
 
 from agora_kit import retry
 from agora_kit.outbox import REDACTED as REDACTED
-from agora_kit.outbox import SECRET_KEYS as SECRET_KEYS
 from agora_kit.outbox import enqueue, redact_secrets
 from agora_kit.retry import Executor, MigrationOps, Record
 

@@ -6,7 +6,6 @@ import errno
 import json
 import logging
 import math
-import re
 import socket
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -15,6 +14,7 @@ from typing import Any, ClassVar
 import httpx
 import redis.exceptions
 import sqlalchemy.exc
+from agora_contract.secrets import is_secret_name
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
@@ -30,8 +30,6 @@ PROBLEM_BASE = "https://agora.dev/problems/"
 
 logger = logging.getLogger("agora.errors")
 
-#: Field names whose submitted values never appear in an error body.
-_SENSITIVE = re.compile(r"pass|token|secret|key|credential|authorization", re.IGNORECASE)
 
 #: ``OSError`` numbers that mean "could not reach it", as opposed to local I/O failures.
 _CONNECT_ERRNOS = frozenset(
@@ -351,7 +349,7 @@ def _redact(value: Any) -> Any:
     """Drop values under sensitive keys from an echoed input."""
     if isinstance(value, Mapping):
         return {
-            k: ("[redacted]" if isinstance(k, str) and _SENSITIVE.search(k) else _redact(v))
+            k: ("[redacted]" if isinstance(k, str) and is_secret_name(k) else _redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -379,7 +377,7 @@ def validation_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
             "msg": str(err.get("msg", "")),
             "type": str(err.get("type", "")),
         }
-        sensitive = any(isinstance(p, str) and _SENSITIVE.search(p) for p in loc)
+        sensitive = any(isinstance(p, str) and is_secret_name(p) for p in loc)
         # A "missing" error's input is the parent object: echoing it could leak siblings.
         if "input" in err and not sensitive and item["type"] != "missing":
             item["input"] = _jsonable(_redact(err["input"]))

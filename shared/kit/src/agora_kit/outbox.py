@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
+from agora_contract.secrets import is_secret_name
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import SchemaItem
@@ -33,14 +34,14 @@ DEFAULT_TABLE_NAME = "outbox"
 #: Postgres truncates identifiers (and so channel names) to 63 bytes.
 _MAX_IDENTIFIER = 63
 
-#: Keys of an envelope's ``data`` whose values never outlive their delivery: the relay
-#: scrubs them from a row once it is published, and dead letters never hold them.
-SECRET_KEYS = frozenset({"token", "password", "secret", "refresh_token", "access_token"})
 REDACTED = "[redacted]"
 
 
 def redact_secrets(value: bytes | None) -> bytes | None:
     """Return ``value`` with secret fields of a JSON envelope's ``data`` replaced.
+
+    Secret means :func:`agora_contract.secrets.is_secret_name`: the relay scrubs these from
+    a row once it is published, and dead letters never hold them.
 
     Anything that is not a JSON object with a ``data`` object is returned unchanged (the
     very object, so a caller can tell nothing changed). A redacted command cannot be
@@ -53,9 +54,9 @@ def redact_secrets(value: bytes | None) -> bytes | None:
     except ValueError:
         return value
     data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, dict) or not SECRET_KEYS & data.keys():
+    if not isinstance(data, dict) or not any(is_secret_name(k) for k in data):
         return value
-    doc["data"] = {k: (REDACTED if k in SECRET_KEYS else v) for k, v in data.items()}
+    doc["data"] = {k: (REDACTED if is_secret_name(k) else v) for k, v in data.items()}
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
