@@ -162,7 +162,7 @@ async def test_a_signed_subject_that_is_no_user_id_is_401(
 
 
 def test_a_problem_renders_what_it_echoes() -> None:
-    from agora_kit.errors import ProblemResponse
+    from agora_kit.problems import ProblemResponse
 
     body = ProblemResponse({"input": ["\ud800", float("nan"), float("inf")]}).body
     assert body == '{"input":["\ufffd","nan","inf"]}'.encode()

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc
 from agora_kit.db import create_engine
-from agora_kit.errors import unhandled_problem
+from agora_kit.error_handlers import unhandled_problem
 from agora_kit.settings import ServiceSettings
 
 

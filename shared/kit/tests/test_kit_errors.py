@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 import redis.exceptions
 import sqlalchemy.exc
-from agora_kit import errors
+from agora_kit import errors, outages, problems
 from agora_kit.app import create_service_app
 from agora_kit.deps import RedisDep, SessionDep
 from agora_kit.settings import ServiceSettings
@@ -242,19 +242,19 @@ async def test_dependency_down_is_503_with_retry_after(
 
 def test_dependency_down_classifies_exceptions() -> None:
     lost = sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
-    assert errors.dependency_down(lost) == "database"
+    assert outages.dependency_down(lost) == "database"
     operational = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("admin shutdown"))
-    assert errors.dependency_down(operational) == "database"
+    assert outages.dependency_down(operational) == "database"
     duplicate = sqlalchemy.exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
-    assert errors.dependency_down(duplicate) is None
-    assert errors.dependency_down(sqlalchemy.exc.TimeoutError("pool exhausted")) == "database"
-    assert errors.dependency_down(redis.exceptions.ConnectionError("refused")) == "redis"
-    assert errors.dependency_down(redis.exceptions.TimeoutError("slow")) == "redis"
-    assert errors.dependency_down(redis.exceptions.ResponseError("WRONGTYPE")) is None
-    assert errors.dependency_down(ConnectionRefusedError(111, "refused")) == "upstream"
-    assert errors.dependency_down(TimeoutError()) == "upstream"
-    assert errors.dependency_down(FileNotFoundError(2, "missing")) is None
-    assert errors.dependency_down(ValueError("bug")) is None
+    assert outages.dependency_down(duplicate) is None
+    assert outages.dependency_down(sqlalchemy.exc.TimeoutError("pool exhausted")) == "database"
+    assert outages.dependency_down(redis.exceptions.ConnectionError("refused")) == "redis"
+    assert outages.dependency_down(redis.exceptions.TimeoutError("slow")) == "redis"
+    assert outages.dependency_down(redis.exceptions.ResponseError("WRONGTYPE")) is None
+    assert outages.dependency_down(ConnectionRefusedError(111, "refused")) == "upstream"
+    assert outages.dependency_down(TimeoutError()) == "upstream"
+    assert outages.dependency_down(FileNotFoundError(2, "missing")) is None
+    assert outages.dependency_down(ValueError("bug")) is None
 
 
 def test_validation_errors_redact_nested_secrets() -> None:
@@ -266,7 +266,7 @@ def test_validation_errors_redact_nested_secrets() -> None:
             "input": {"name": "n", "api_token": "t0k3n", "nested": [{"password": "p"}]},
         },
     ]
-    (item,) = errors.validation_errors(raw)
+    (item,) = problems.validation_errors(raw)
     assert item["input"] == {
         "name": "n",
         "api_token": "[redacted]",
@@ -296,4 +296,4 @@ class _DriverError(Exception):
 )
 def test_a_restarting_database_is_a_dependency_down(sqlstate: str, down: bool) -> None:
     exc = sqlalchemy.exc.DBAPIError("INSERT", {}, _DriverError("server says no", sqlstate))
-    assert errors.dependency_down(exc) == ("database" if down else None)
+    assert outages.dependency_down(exc) == ("database" if down else None)

@@ -22,7 +22,7 @@ from agora_kit.deadletters import (
     DeadLetterStatus,
     DeadLetterStore,
 )
-from agora_kit.errors import dependency_down
+from agora_kit.outages import dependency_down
 
 from agora_notifier import models
 from agora_notifier.config import NotifierSettings

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from agora_kit.context import request_id_var
-from agora_kit.errors import Problem
+from agora_kit.problems import Problem
 from agora_kit.uow import UnitOfWork
 from fastapi import APIRouter, BackgroundTasks, Body, Form, Response, status
 from fastapi.responses import JSONResponse

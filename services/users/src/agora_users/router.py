@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from agora_kit.app import API_PREFIX
-from agora_kit.errors import Problem
 from agora_kit.params import BIGINT_MAX, MAX_OFFSET
+from agora_kit.problems import Problem
 from fastapi import APIRouter, Path, Query, Response, status
 
 from agora_users import admin, service

@@ -24,7 +24,7 @@ from agora_kit import tracing
 from agora_kit.auth import JwksFetcher, JwtVerifier
 from agora_kit.db import create_engine, create_session_factory
 from agora_kit.docsprefix import DocsPrefixMiddleware
-from agora_kit.errors import Problem, install_error_handlers
+from agora_kit.error_handlers import install_error_handlers
 from agora_kit.health import DEFAULT_READY_CHECKS, ReadyCheck, health_router
 from agora_kit.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from agora_kit.inputs import InputGuardMiddleware
@@ -34,6 +34,7 @@ from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
 from agora_kit.middleware import RequestContextMiddleware
 from agora_kit.openapi import truthful_openapi
 from agora_kit.pages import install_pages
+from agora_kit.problems import Problem
 from agora_kit.redis import create_redis
 from agora_kit.settings import ServiceSettings
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
-from agora_kit.errors import problem_response
+from agora_kit.problems import problem_response
 
 if TYPE_CHECKING:
     from agora_kit.app import ServiceContext

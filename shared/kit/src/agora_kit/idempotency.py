@@ -43,7 +43,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora_kit._aio import shielded
 from agora_kit.auth import authenticate
-from agora_kit.errors import DomainError, Unauthorized, domain_problem, problem_response
+from agora_kit.error_handlers import domain_problem
+from agora_kit.errors import DomainError, Unauthorized
+from agora_kit.problems import problem_response
 
 logger = logging.getLogger("agora.idempotency")
 

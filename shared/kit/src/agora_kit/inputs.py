@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agora_kit.errors import problem_response
+from agora_kit.problems import problem_response
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Deeper JSON than this is refused (the json module would recurse until RecursionError).

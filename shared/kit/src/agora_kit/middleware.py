@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora_kit import tracing
 from agora_kit.context import request_id_var, traceparent_var
-from agora_kit.errors import unhandled_problem
+from agora_kit.error_handlers import unhandled_problem
 from agora_kit.metrics import UNMATCHED_ROUTE, HttpMetrics
 
 REQUEST_ID_HEADER = "x-request-id"

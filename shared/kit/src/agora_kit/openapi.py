@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agora_kit.errors import PROBLEM_MEDIA_TYPE
+from agora_kit.problems import PROBLEM_MEDIA_TYPE
 
 PROBLEM_REF = "#/components/schemas/Problem"
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
