@@ -125,11 +125,19 @@ async def test_deliveries_are_paginated_newest_first_and_private(
         await asyncio.sleep(0.2)
     first = (await notifier_client.get("/api/v1/notifications?limit=2", headers=headers)).json()
     second = (
-        await notifier_client.get("/api/v1/notifications?limit=2&offset=2", headers=headers)
+        await notifier_client.get("/api/v1/notifications?limit=2&skip=2", headers=headers)
     ).json()
     assert first["total"] == 3
     assert len(first["items"]) == 2
     assert len(second["items"]) == 1
+    assert (second["skip"], second["limit"]) == (2, 2)
+    # `offset`, the deprecated alias, still pages the same; disagreeing with `skip` is a 422.
+    legacy = await notifier_client.get("/api/v1/notifications?limit=2&offset=2", headers=headers)
+    assert legacy.json()["items"] == second["items"]
+    assert legacy.json()["offset"] == 2
+    both = await notifier_client.get("/api/v1/notifications?skip=1&offset=2", headers=headers)
+    assert both.status_code == 422
+    assert "deprecated alias of `skip`" in both.json()["detail"]
     ids = [d["id"] for d in first["items"] + second["items"]]
     assert ids == sorted(ids, reverse=True)
     item = first["items"][0]

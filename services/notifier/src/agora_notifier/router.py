@@ -6,7 +6,7 @@ from typing import Annotated
 
 from agora_kit.deadletter_routes import dead_letter_router
 from agora_kit.deps import CurrentUserDep, SessionDep, require_admin
-from agora_kit.params import MAX_OFFSET
+from agora_kit.params import SkipDep
 from fastapi import APIRouter, Query
 
 from agora_notifier import service
@@ -25,13 +25,13 @@ def build_router(*, group: str) -> APIRouter:
     async def list_notifications(
         user: CurrentUserDep,
         session: SessionDep,
+        skip: SkipDep,
         status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 20,
     ) -> DeliveryPage:
         """List the emails sent to you, newest first, with their status."""
         return await service.list_deliveries(
-            session=session, user_id=user.user_id, status=status, limit=limit, offset=offset
+            session=session, user_id=user.user_id, status=status, limit=limit, skip=skip
         )
 
     @router.get("/preferences", response_model=Preferences)

@@ -36,8 +36,9 @@ class DeliveryPage(BaseModel):
 
     items: list[DeliveryPublic]
     total: int
+    skip: int
     limit: int
-    offset: int
+    offset: int = Field(deprecated="Use `skip`; `offset` goes in version 0.3.")
 
 
 class Preferences(BaseModel):

@@ -21,7 +21,7 @@ async def list_deliveries(
     user_id: int,
     status: DeliveryStatus | None,
     limit: int,
-    offset: int,
+    skip: int,
 ) -> DeliveryPage:
     """Return a page of one user's deliveries, newest first."""
     filters = [D.c.user_id == user_id]
@@ -29,7 +29,7 @@ async def list_deliveries(
         filters.append(D.c.status == status.value)
     rows = (
         await session.execute(
-            sa.select(D).where(*filters).order_by(D.c.id.desc()).limit(limit).offset(offset)
+            sa.select(D).where(*filters).order_by(D.c.id.desc()).limit(limit).offset(skip)
         )
     ).all()
     total = (
@@ -52,7 +52,7 @@ async def list_deliveries(
         )
         for row in rows
     ]
-    return DeliveryPage(items=items, total=int(total), limit=limit, offset=offset)
+    return DeliveryPage(items=items, total=int(total), skip=skip, limit=limit, offset=skip)
 
 
 async def get_preferences(*, session: AsyncSession, user_id: int) -> Preferences:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from agora_kit.deadletters import (
     DeadLetter,
@@ -26,7 +26,7 @@ from agora_kit.deadletters import (
     ErrorKind,
 )
 from agora_kit.errors import Conflict, NotFound
-from agora_kit.params import BIGINT_MAX, MAX_OFFSET
+from agora_kit.params import BIGINT_MAX, SkipDep
 
 MAX_PAGE = 200
 
@@ -105,8 +105,9 @@ class DeadLetterPage(BaseModel):
 
     items: list[DeadLetterPublic]
     total: int
+    skip: int
     limit: int
-    offset: int
+    offset: int = Field(deprecated="Use `skip`; `offset` goes in version 0.3.")
 
 
 def dead_letter_router(
@@ -128,18 +129,19 @@ def dead_letter_router(
     @router.get("", response_model=DeadLetterPage)
     async def list_dead_letters(
         letters: store_dep,
+        skip: SkipDep,
         status: DeadLetterStatus | None = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 50,
     ) -> DeadLetterPage:
         """List dead letters, newest first."""
-        items = await letters.list(group=group, status=status, limit=limit, offset=offset)
+        items = await letters.list(group=group, status=status, limit=limit, offset=skip)
         total = await letters.count(group=group, status=status)
         return DeadLetterPage(
             items=[DeadLetterPublic.from_dead_letter(item) for item in items],
             total=total,
+            skip=skip,
             limit=limit,
-            offset=offset,
+            offset=skip,
         )
 
     @router.get("/{dead_letter_id}", response_model=DeadLetterPublic)

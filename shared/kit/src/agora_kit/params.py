@@ -1,8 +1,12 @@
-"""Bounds every service shares for integer input: ids fit a Postgres ``bigint``, offsets capped."""
+"""What every service shares for integer input: ids fit a Postgres ``bigint``, paging bounded."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
+
+from fastapi import Depends, Query
+
+from agora_kit.errors import UnprocessableContent
 
 #: The largest Postgres ``bigint``: an id or offset beyond it cannot even be sent to the database.
 BIGINT_MAX: Final = 2**63 - 1
@@ -19,3 +23,29 @@ def parse_user_id(value: object) -> int | None:
         return None
     number = int(value)
     return number if 1 <= number <= BIGINT_MAX else None
+
+
+async def _skip(
+    skip: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="Items to skip (default 0).")
+    ] = None,
+    offset: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            deprecated=True,
+            description="Deprecated alias of `skip`, accepted until version 0.3.",
+        ),
+    ] = None,
+) -> int:
+    """``skip``, or its deprecated alias ``offset``; both given must agree."""
+    if skip is not None and offset is not None and skip != offset:
+        raise UnprocessableContent(
+            "`offset` is a deprecated alias of `skip`: give one of them, or the same value."
+        )
+    return skip if skip is not None else (offset or 0)
+
+
+#: How many items a listing skips: ``skip`` everywhere (``offset`` still accepted, deprecated).
+SkipDep = Annotated[int, Depends(_skip)]
