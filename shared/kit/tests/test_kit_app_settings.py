@@ -139,3 +139,12 @@ async def test_failed_startup_stops_what_started(settings: ServiceSettings) -> N
         async with app_client(app):
             pass
     assert events == ["start relay", "stop relay"]
+
+
+def test_a_service_version_comes_from_its_installed_distribution() -> None:
+    from importlib.metadata import version
+
+    from agora_kit.version import package_version
+
+    assert package_version("agora-kit") == version("agora-kit")
+    assert package_version("agora-no-such-service") == "0.0.0"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 from agora_kit.app import create_service_app
 from agora_kit.deadletter_routes import dead_letter_router
 from agora_kit.deps import require_admin
@@ -36,7 +34,6 @@ def create_app(settings: ItemsSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Agora items",
-        version=version("agora-items"),
         description=DESCRIPTION,
         # Dead letters first: `/items/{item_id}` would otherwise claim `/items/dead-letters`.
         routers=[admin, items_router],

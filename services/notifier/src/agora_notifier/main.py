@@ -29,7 +29,6 @@ from agora_notifier.router import build_router
 from agora_notifier.smtp import SmtpSender
 from agora_notifier.throttle import RedisThrottle
 
-VERSION = "0.1.0"
 logger = logging.getLogger("agora.notifier")
 
 
@@ -108,7 +107,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Agora notifier",
-        version=VERSION,
         description="Sends Agora's email from domain events and commands, effectively once.",
         routers=[build_router(group=settings.consumer_group)],
         build_components=lambda ctx: build_components(settings, ctx),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
@@ -37,13 +36,6 @@ TAGS = [
     {"name": "auth", "description": "Tokens, logout, email verification, password reset."},
     {"name": "keys", "description": "The public signing keys (JWKS)."},
 ]
-
-
-def _version() -> str:
-    try:
-        return version("agora-users")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0"
 
 
 def _components(ctx: ServiceContext) -> Sequence[Component]:
@@ -104,7 +96,6 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
     app = create_service_app(
         settings,
         title="Agora users",
-        version=_version(),
         description=DESCRIPTION,
         openapi_tags=TAGS,
         routers=[users_router, auth_router],

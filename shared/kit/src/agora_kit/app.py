@@ -37,6 +37,7 @@ from agora_kit.pages import install_pages
 from agora_kit.problems import Problem
 from agora_kit.redis import create_redis
 from agora_kit.settings import ServiceSettings
+from agora_kit.version import package_version
 
 logger = logging.getLogger("agora.app")
 
@@ -126,7 +127,7 @@ def create_service_app(
     settings: ServiceSettings,
     *,
     title: str,
-    version: str,
+    version: str | None = None,
     routers: Sequence[APIRouter] = (),
     build_components: Callable[[ServiceContext], Sequence[Component]] | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
@@ -143,8 +144,11 @@ def create_service_app(
     components (relay, consumer) in start order; they stop in reverse. ``ready_checks`` run
     after the built-in database and Redis checks. ``idempotency_exclude`` defaults to
     ``<api_prefix>/auth``. ``jwks_fetcher(ctx)`` replaces the HTTP JWKS fetch (the users
-    service serves its own keys in-process).
+    service serves its own keys in-process). ``version`` defaults to the installed version of
+    the service's distribution, ``agora-<service_name>``.
     """
+    if version is None:
+        version = package_version(f"agora-{settings.service_name}")
     tracing.setup(settings.service_name)
     middleware: list[Middleware] = [Middleware(DocsPrefixMiddleware)]
     if settings.cors_origins:
