@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import SchemaItem
 
-from agora_kit.retry import Executor, MigrationOps
+from agora_kit._tables import MigrationOps
+from agora_kit.retry import Executor
 
 INBOX_TABLE_NAME = "inbox"
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -25,6 +25,8 @@ from agora_contract.secrets import is_secret_name
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import SchemaItem
+
+from agora_kit._tables import MigrationOps
 
 log = structlog.get_logger(__name__)
 
@@ -62,18 +64,6 @@ def redact_secrets(value: bytes | None) -> bytes | None:
 
 #: A stored header value: text when the bytes are UTF-8, else ``{"base64": "..."}``.
 StoredHeader = list[Any]
-
-
-class _Operations(Protocol):
-    """The part of ``alembic.op`` the migration helpers use (keeps alembic out of imports)."""
-
-    def create_table(self, table_name: str, *columns: SchemaItem, **kw: Any) -> Any: ...
-
-    def create_index(
-        self, index_name: str, table_name: str, columns: Sequence[str], **kw: Any
-    ) -> Any: ...
-
-    def drop_table(self, table_name: str, **kw: Any) -> Any: ...
 
 
 def _columns_and_constraints(name: str) -> list[SchemaItem]:
@@ -128,14 +118,14 @@ def outbox_table(metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME) -> sa.Ta
     return table
 
 
-def create_outbox_table(op: _Operations, name: str = DEFAULT_TABLE_NAME) -> None:
+def create_outbox_table(op: MigrationOps, name: str = DEFAULT_TABLE_NAME) -> None:
     """Create the outbox table and its indexes (call from a service's first migration)."""
     op.create_table(name, *_columns_and_constraints(name))
     for index_name, columns, kw in _index_specs(name):
         op.create_index(index_name, name, columns, **kw)
 
 
-def drop_outbox_table(op: _Operations, name: str = DEFAULT_TABLE_NAME) -> None:
+def drop_outbox_table(op: MigrationOps, name: str = DEFAULT_TABLE_NAME) -> None:
     """Drop the outbox table (its indexes go with it)."""
     op.drop_table(name)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -21,23 +20,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import SchemaItem
 
+from agora_kit._tables import MigrationOps
 from agora_kit.outbox import decode_headers, encode_headers
 
 RETRY_TABLE_NAME = "consumer_retry"
 
 Executor = AsyncSession | AsyncConnection
-
-
-class MigrationOps(Protocol):
-    """The part of ``alembic.op`` the table helpers use (keeps alembic out of imports)."""
-
-    def create_table(self, table_name: str, *columns: SchemaItem, **kw: Any) -> Any: ...
-
-    def create_index(
-        self, index_name: str, table_name: str, columns: Sequence[str], **kw: Any
-    ) -> Any: ...
-
-    def drop_table(self, table_name: str, **kw: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from agora_kit import retry
+from agora_kit._tables import MigrationOps
 from agora_kit.deadletters import (
     create_dead_letter_table,
     dead_letter_table,
     drop_dead_letter_table,
 )
-from agora_kit.retry import MigrationOps
 
 
 @dataclass(frozen=True, slots=True)
