@@ -15,8 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agora_deploy.chaos.harness import STACK_ENV, Result, Stack, dump, run_scenario, table
+from agora_deploy.chaos.harness import dump, run_scenario, table
+from agora_deploy.chaos.reconcile import Result
 from agora_deploy.chaos.scenarios import SCENARIOS, Scenario
+from agora_deploy.chaos.stackctl import STACK_ENV, Stack
 from agora_deploy.services import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "reliability.md"

@@ -12,7 +12,9 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaProducer
 
-from agora_deploy.chaos.harness import ITEM_EVERY, Stack, account
+from agora_deploy.chaos.harness import ITEM_EVERY
+from agora_deploy.chaos.load import account
+from agora_deploy.chaos.stackctl import Stack
 from agora_deploy.clirun import run_agora
 
 
