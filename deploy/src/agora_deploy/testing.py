@@ -48,7 +48,8 @@ def agora_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     (agora_deploy.containers). The fixtures below work the same on both.
     """
     # Imported here: the module is also a pytest plugin (below), registered after this import.
-    from agora_deploy.containers import ContainerInfra, use_containers
+    from agora_deploy.container_infra import ContainerInfra
+    from agora_deploy.containers import use_containers
 
     infra: Infra
     if use_containers():
