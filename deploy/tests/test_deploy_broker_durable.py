@@ -15,12 +15,8 @@ import pytest
 from agora_deploy.launchers.kafka import DurableBroker, start_durable_kafka, start_kafka
 from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.launchers.retention import NS, BatchObject, expired, list_objects, sweep
-from agora_deploy.launchers.storage import (
-    SOCKET_DIR,
-    StoragePorts,
-    bucket_ready,
-    load_credentials,
-)
+from agora_deploy.launchers.s3 import bucket_ready, load_credentials
+from agora_deploy.launchers.storage import SOCKET_DIR, StoragePorts
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 

@@ -25,13 +25,8 @@ from agora_deploy.launchers.retention import (
     SweepReport,
     sweep,
 )
-from agora_deploy.launchers.storage import (
-    S3Endpoint,
-    Storage,
-    StoragePorts,
-    start_storage,
-    wait_ports_free,
-)
+from agora_deploy.launchers.s3 import S3Endpoint
+from agora_deploy.launchers.storage import Storage, StoragePorts, start_storage, wait_ports_free
 
 HOST = "127.0.0.1"
 

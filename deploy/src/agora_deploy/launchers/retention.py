@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from agora_deploy.launchers.storage import S3Endpoint, s3_request
+from agora_deploy.launchers.s3 import S3Endpoint, s3_request
 
 CLUSTER = "tansu_cluster"
 #: Kafka's default ``retention.ms`` (7 days).
