@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from agora_deploy import supervise
+from agora_deploy import supervise, supervisor_state
 from agora_deploy.launchers.process import ManagedProcess, free_port, pid_alive, port_is_open
 from agora_deploy.stack import ComponentInfo, Infra, read_stack
-from agora_deploy.supervise import Supervisor, request_restart
+from agora_deploy.supervise import Supervisor
+from agora_deploy.supervisor_state import request_restart
 from agora_deploy.testing import run_agora as _agora
 
 
@@ -180,7 +181,7 @@ def test_detached_stack_heals_itself(tmp_path: Path, victims: tuple[str, ...]) -
         restarted = _agora(home, "restart", "redis")
         assert restarted.returncode == 0, restarted.stderr
         assert "redis restarted" in restarted.stdout
-        supervisor_pid = supervise.read_supervisor_state(home)
+        supervisor_pid = supervisor_state.read_supervisor_state(home)
         assert supervisor_pid is not None
     finally:
         stopped = _agora(home, "down")

@@ -28,11 +28,11 @@ from agora_deploy.stack import (
     running_pids,
     stop_recorded,
 )
-from agora_deploy.supervise import (
+from agora_deploy.supervisor_run import serve
+from agora_deploy.supervisor_state import (
     SUPERVISOR_FILE,
     read_supervisor_state,
     request_restart,
-    serve,
     stop_supervisor,
 )
 from agora_deploy.up import UpOptions, bring_up
@@ -149,7 +149,7 @@ def _up_detached(state_dir: Path, options: UpOptions) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / SUPERVISOR_FILE).unlink(missing_ok=True)
     argv = [
-        sys.executable, "-m", "agora_deploy.supervise",
+        sys.executable, "-m", "agora_deploy.supervisor_run",
         "--state-dir", str(state_dir), "--options", options.to_json(),
     ]  # fmt: skip
     exit_with = os.environ.get("AGORA_EXIT_WITH_PID")

@@ -1,7 +1,7 @@
 """Supervision: restart any component that exits unasked, as compose's ``restart: unless-stopped``.
 
 One supervisor runs per stack: in the ``agora up`` process itself in the foreground, or, with
-``--detach``, in a background process of its own (``python -m agora_deploy.supervise``) that
+``--detach``, in a background process of its own (``python -m agora_deploy.supervisor_run``) that
 outlives the command. It watches every process the stack started:
 
 - a process that exits when nobody asked is started again with the same command, ports and
@@ -19,22 +19,18 @@ own pid and state.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from agora_deploy.launchers.kafka import DurableBroker
-from agora_deploy.launchers.process import LaunchError, ManagedProcess, pid_alive, port_is_open
+from agora_deploy.launchers.process import LaunchError, ManagedProcess, port_is_open
 from agora_deploy.stack import ComponentInfo, Infra
+from agora_deploy.supervisor_state import (
+    CONTROL_DIR,
+)
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -48,11 +44,7 @@ LIVENESS_FAILURES = 6
 #: How long a restart waits for the dead process's ports to be released.
 PORT_WAIT_S = 30.0
 TICK_S = 0.25
-SUPERVISOR_FILE = "supervisor.json"
-#: How often the embedded broker's retention (time and size) is applied.
-RETENTION_EVERY_S = 300.0
 logger = logging.getLogger("agora.supervisor")
-CONTROL_DIR = "control"
 
 
 @dataclass
@@ -210,150 +202,3 @@ class Supervisor:
         unit.state = "starting"
         unit.start_deadline = now + START_TIMEOUT_S
         return True
-
-
-def request_restart(state_dir: Path, name: str) -> None:
-    """Ask the stack's supervisor to restart one component."""
-    control = state_dir / CONTROL_DIR
-    control.mkdir(parents=True, exist_ok=True)
-    (control / f"restart-{name}").touch()
-
-
-@dataclass
-class SupervisorState:
-    """The content of supervisor.json."""
-
-    pid: int
-    state: str  # starting | running | stopping | stopped | failed
-    error: str = ""
-
-
-def write_supervisor_state(state_dir: Path, state: SupervisorState) -> None:
-    """Write supervisor.json atomically."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / SUPERVISOR_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state)) + "\n")
-    tmp.replace(path)
-
-
-def read_supervisor_state(state_dir: Path) -> SupervisorState | None:
-    """The supervisor's state, or None when there is none or its process is gone."""
-    try:
-        raw = json.loads((state_dir / SUPERVISOR_FILE).read_text())
-        state = SupervisorState(pid=int(raw["pid"]), state=str(raw["state"]), error=raw["error"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if state.state in {"stopped", "failed"}:
-        return state
-    return state if pid_alive(state.pid) else None
-
-
-def stop_supervisor(state_dir: Path, *, timeout: float = 120.0) -> bool:
-    """Ask a running supervisor to stop its stack; return whether one was running."""
-    state = read_supervisor_state(state_dir)
-    if state is None or state.state in {"stopped", "failed"} or state.pid == os.getpid():
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(state.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(state.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
-    return True
-
-
-def serve(
-    infra: Infra,
-    bring_up: Callable[[Infra], None],
-    stop: threading.Event,
-    *,
-    on_ready: Callable[[Infra], None] | None = None,
-    exit_with_pid: int | None = None,
-) -> None:
-    """Start the stack, supervise it until ``stop`` is set, then stop it (raises LaunchError)."""
-    me = os.getpid()
-    write_supervisor_state(infra.state_dir, SupervisorState(me, "starting"))
-    try:
-        try:
-            bring_up(infra)
-        except LaunchError as exc:
-            write_supervisor_state(infra.state_dir, SupervisorState(me, "failed", str(exc)))
-            raise
-        supervisor = Supervisor(infra)
-        write_supervisor_state(infra.state_dir, SupervisorState(me, "running"))
-        if on_ready is not None:
-            on_ready(infra)
-        if exit_with_pid is not None:
-            _watch_pid(exit_with_pid, stop)
-        if infra.durable_broker is not None:
-            _sweep_retention(infra.durable_broker, stop)
-        supervisor.run(stop)
-    finally:
-        current = read_supervisor_state(infra.state_dir)
-        if current is None or current.state != "failed":
-            write_supervisor_state(infra.state_dir, SupervisorState(me, "stopping"))
-        infra.stop()
-        infra.write()
-        if current is None or current.state != "failed":
-            write_supervisor_state(infra.state_dir, SupervisorState(me, "stopped"))
-
-
-def _sweep_retention(broker: DurableBroker, stop: threading.Event) -> None:
-    """Apply the broker's retention every few minutes (its storage does not on its own)."""
-
-    def sweep() -> None:
-        while not stop.wait(RETENTION_EVERY_S):
-            try:
-                report = broker.sweep()
-            except Exception as exc:  # a sweep that fails is tried again next time
-                logger.warning("retention sweep failed: %s", exc)
-            else:
-                logger.info("retention sweep: %s", report)
-
-    threading.Thread(target=sweep, name="retention", daemon=True).start()
-
-
-def _watch_pid(pid: int, stop: threading.Event) -> None:
-    """Set ``stop`` when ``pid`` dies (a test run that started a detached stack)."""
-
-    def watch() -> None:
-        while not stop.wait(1.0):
-            if not pid_alive(pid):
-                stop.set()
-
-    threading.Thread(target=watch, name="exit-with", daemon=True).start()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the detached supervisor (``agora up --detach`` starts it)."""
-    from agora_deploy.up import UpOptions
-    from agora_deploy.up import bring_up as start_stack
-
-    parser = argparse.ArgumentParser(prog="agora-supervisor")
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--options", required=True, help="UpOptions as JSON")
-    parser.add_argument("--exit-with-pid", type=int, default=None)
-    args = parser.parse_args(argv)
-    options = UpOptions.from_json(args.options)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    infra = Infra(args.state_dir, die_with_parent=False)
-    with contextlib.suppress(LaunchError):
-        serve(
-            infra,
-            lambda i: start_stack(i, options),
-            stop,
-            exit_with_pid=args.exit_with_pid,
-        )
-
-
-if __name__ == "__main__":
-    main()
