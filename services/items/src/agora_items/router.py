@@ -179,7 +179,17 @@ async def read_item(
     return ItemPublic.model_validate(item)
 
 
-@router.patch("/{item_id:int}", response_model=ItemPublic, responses=_OWNER_ONLY)
+@router.patch(
+    "/{item_id:int}",
+    response_model=ItemPublic,
+    responses={
+        **_OWNER_ONLY,
+        409: {
+            "description": "The price sent does not fit the item's currency, or the currency "
+            "sent does not fit its price (cents on a JPY item): send both together."
+        },
+    },
+)
 async def update_item(
     item_id: ItemId,
     item_in: ItemUpdate,

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units
+from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units, whole_currencies
 from agora_items.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -150,6 +150,42 @@ def _currency_in(value: object) -> object:
     return check_currency(value.strip().upper())
 
 
+#: The currencies without minor units (JPY, KRW, XAF, ...), in the same spelling.
+WHOLE_CURRENCY_PATTERN: Final = (
+    "^ *(" + "|".join(_any_case(c) for c in sorted(whole_currencies())) + ") *$"
+)
+#: The largest whole price (PRICE_MAX without its cents).
+WHOLE_PRICE_MAX: Final = int(PRICE_MAX)
+#: A price in a currency without minor units: a whole number; as a string, its decimals zero.
+WHOLE_PRICE_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": WHOLE_PRICE_MAX, "multipleOf": 1},
+        {
+            "type": "string",
+            "pattern": rf"^[1-9][0-9]{{0,{PRICE_PRECISION - PRICE_SCALE - 1}}}(\.00?)?$",
+        },
+    ],
+}
+
+assert all(units == 0 or units >= PRICE_SCALE for units in minor_units().values()), (
+    "a currency with 1 decimal needs its own price schema"
+)
+
+
+def _price_fits_currency(schema: dict[str, Any]) -> None:
+    """Publish on a body model: with a currency that has no minor units, the price is whole.
+
+    Only currencies without minor units constrain a price: every other one has 2 or more
+    decimals, and a price never has more than 2. A PATCH that sends one of the two is
+    checked against the item's stored other one, which no schema sees: that is a 409.
+    """
+    schema["if"] = {
+        "properties": {"currency": {"pattern": WHOLE_CURRENCY_PATTERN}},
+        "required": ["currency"],
+    }
+    schema["then"] = {"properties": {"price": WHOLE_PRICE_SCHEMA}}
+
+
 Currency = Annotated[
     str,
     BeforeValidator(_currency_in),
@@ -210,6 +246,8 @@ class _Input(BaseModel):
 class ItemCreate(_Input):
     """What a client sends to list an item; the owner is the caller, the status `active`."""
 
+    model_config = ConfigDict(json_schema_extra=_price_fits_currency)
+
     name: Name
     description: Description | None = None
     price: Price
@@ -225,6 +263,7 @@ class ItemReplace(ItemCreate):
 
 def _refuse_null(schema: dict[str, Any]) -> None:
     """Publish the fields ``ItemUpdate`` refuses as null without their null alternative."""
+    _price_fits_currency(schema)
     for name in _NOT_NULL:
         field = schema["properties"][name]
         branches = [b for b in field.pop("anyOf", []) if b != {"type": "null"}]
