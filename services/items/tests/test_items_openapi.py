@@ -185,3 +185,24 @@ async def test_a_patch_that_conflicts_with_the_stored_price_or_currency_is_a_409
             assert response.headers["content-type"] == PROBLEM
             assert problem["type"].endswith("/price-not-in-currency"), problem
             assert (problem["currency"], problem["decimals"]) == ("JPY", 0), problem
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        *[(" ", False), ("\u3000\t", False), ("\x1c", False), ("", False), (" a ", True)],
+        *[("x" * 200, True), ("x" * 200 + " ", False), (" " * 199 + "y", True)],
+    ],
+)
+async def test_item_names_accept_exactly_what_the_schema_allows(
+    items_svc: ItemsHarness, name: str, ok: bool
+) -> None:
+    schema = (await _document(items_svc))["components"]["schemas"]["ItemCreate"]
+    published = schema["properties"]["name"]
+    allowed = published["minLength"] <= len(name) <= published["maxLength"]
+    assert (allowed and re.search(published["pattern"], name) is not None) is ok
+    owner = items_svc.new_user()
+    response = await items_svc.client.post(
+        API, json={"name": name, "price": "1"}, headers=items_svc.auth(owner)
+    )
+    assert response.status_code == (201 if ok else 422), (name, response.text)

@@ -199,10 +199,39 @@ Currency = Annotated[
     ),
 ]
 
+#: Every character ``str.strip`` removes (``str.isspace``), as explicit ranges that ECMA, Rust
+#: and Python regex engines read alike.
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+assert {chr(c) for c in range(0x110000) if chr(c).isspace()} == {
+    ch for ch in map(chr, range(0x3001)) if re.fullmatch(f"[{_SPACE}]", ch)
+}, "_SPACE must list exactly what str.isspace() accepts"
+#: A name holds at least one character that is not white space (searched, not anchored).
+NAME_PATTERN: Final = f"[^{_SPACE}]"
+
+
+def _strip_name(value: str) -> str:
+    """Strip the name as ``str.strip`` does; refuse one that is only white space."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("a name needs a character that is not white space")
+    return stripped
+
+
+# The length is checked on the name as sent, as the document's maxLength counts it; the strip
+# is Python's (pydantic's own strip is Rust's, which keeps U+001C-U+001F).
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX),
-    Field(examples=["Walnut writing desk"]),
+    StringConstraints(min_length=1, max_length=NAME_MAX),
+    AfterValidator(_strip_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NAME_MAX,
+            "pattern": NAME_PATTERN,
+            "examples": ["Walnut writing desk"],
+        }
+    ),
 ]
 Description = Annotated[
     str,
