@@ -185,6 +185,12 @@ async def test_a_patch_that_conflicts_with_the_stored_price_or_currency_is_a_409
             assert response.headers["content-type"] == PROBLEM
             assert problem["type"].endswith("/price-not-in-currency"), problem
             assert (problem["currency"], problem["decimals"]) == ("JPY", 0), problem
+    # A body that breaks the published rule is refused as a body, before a stale If-Match.
+    stale = {**items_svc.auth(owner), "If-Match": '"1"'}
+    both = {"currency": "JPY", "price": 14.37}
+    response = await items_svc.client.patch(f"{API}/{euro['id']}", json=both, headers=stale)
+    assert response.status_code == 422, response.text
+    assert ["body", "price"] in [e["loc"] for e in response.json()["errors"]]
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,19 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units, whole_currencies
+from agora_items.currencies import (
+    DEFAULT_CURRENCY,
+    check_currency,
+    minor_units,
+    price_fits,
+    whole_currencies,
+)
 from agora_items.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -272,6 +280,23 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_price_in_currency(price: Decimal | None, info: ValidationInfo) -> Decimal | None:
+    """Refuse a price with more decimals than the currency sent with it (the published if/then).
+
+    The currency is declared before the price, so it is in ``info.data`` when it was sent
+    and valid. Checked while the body is validated, so such a body is a 422 before anything
+    else (an ``If-Match``) is looked at.
+    """
+    currency = info.data.get("currency")
+    if price is not None and isinstance(currency, str) and not price_fits(price, currency):
+        raise PydanticCustomError(
+            "price_decimals",
+            "{currency} prices have at most {decimals} decimals",
+            {"currency": currency, "decimals": minor_units()[currency]},
+        )
+    return price
+
+
 class ItemCreate(_Input):
     """What a client sends to list an item; the owner is the caller, the status `active`."""
 
@@ -279,9 +304,11 @@ class ItemCreate(_Input):
 
     name: Name
     description: Description | None = None
-    price: Price
     currency: Currency = DEFAULT_CURRENCY
+    price: Price
     tags: Tags = Field(default_factory=list)
+
+    _price_in_currency = field_validator("price")(_check_price_in_currency)
 
 
 class ItemReplace(ItemCreate):
@@ -312,10 +339,12 @@ class ItemUpdate(_Input):
 
     name: Name | None = None
     description: Description | None = None
-    price: Price | None = None
     currency: Currency | None = None
+    price: Price | None = None
     tags: Tags | None = None
     status: ItemStatus | None = None
+
+    _price_in_currency = field_validator("price")(_check_price_in_currency)
 
     # Validators do not run on defaults, so None here means the client sent an explicit null.
     @field_validator(*_NOT_NULL)
