@@ -150,7 +150,8 @@ def test_openapi_holds_under_fuzzing(
     runs: dict[tuple[str, str], Run], capsys: pytest.CaptureFixture[str], service: str, role: str
 ) -> None:
     run = runs[(service, role)]
-    returncode = run.process.wait(timeout=900)
+    # Bounded by pytest-timeout: 300 s per test in `make fuzz-ci`, 7200 s in `make fuzz`.
+    returncode = run.process.wait()
     report = run.report.read_text(errors="replace")
     assert returncode == 0, f"schemathesis on {service} as {role}:\n{report[-6000:]}"
     cases = re.search(r"(\d+) generated", report)
