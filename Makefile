@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean \
-	images test-docker test-docker-ci compose-e2e k8s-check observability-check fuzz fuzz-ci
+	images test-docker test-docker-ci compose-e2e k8s-check observability-check fuzz fuzz-ci attack attack-ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -64,12 +64,20 @@ chaos: install ## fault injection with reconciliation, every scenario (~15 min);
 chaos-ci: install ## the chaos suite's CI subset (at most 3 minutes)
 	$(UV) run python -m agora_deploy.chaos --ci
 
-fuzz-ci: install ## schemathesis on every service's OpenAPI, user and admin token, bounded (~3 min)
-	AGORA_FUZZ_EXAMPLES=$${AGORA_FUZZ_EXAMPLES:-25} $(UV) run pytest tests/fuzz -m fuzz -q $(PYTEST_ARGS)
+# CI's budget is 3 minutes for fuzz-ci and attack-ci together: 10 examples per operation and
+# phase keep every phase and check (the coverage phase, most of the cases, does not depend on it).
+fuzz-ci: install ## schemathesis on every service's OpenAPI, user and admin token, bounded (CI)
+	AGORA_FUZZ_EXAMPLES=$${AGORA_FUZZ_EXAMPLES:-10} $(UV) run pytest tests/fuzz -m fuzz -q $(PYTEST_ARGS)
 
 fuzz: install ## the same, long (1000 examples per operation and phase; AGORA_FUZZ_EXAMPLES to change)
 	AGORA_FUZZ_EXAMPLES=$${AGORA_FUZZ_EXAMPLES:-1000} $(UV) run pytest tests/fuzz -m fuzz -q \
 		-o timeout=7200 $(PYTEST_ARGS)
+
+attack-ci: install ## the attack suite through the gateway, each JWT attack on one endpoint per service
+	$(UV) run pytest tests/attack -m attack -q $(PYTEST_ARGS)
+
+attack: install ## the attack suite, every JWT attack on all seven protected endpoints
+	AGORA_ATTACK_FULL=1 $(UV) run pytest tests/attack -m attack -q $(PYTEST_ARGS)
 
 bench: install ## benchmark the whole stack, ratios to a baseline (~90 s; bench/results)
 	$(UV) run python bench/run.py

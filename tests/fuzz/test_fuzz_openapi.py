@@ -9,8 +9,11 @@ no schema-valid request refused with 422, no schema-invalid request accepted, tr
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,8 +23,8 @@ from agora_deploy.testing import SystemStack, run_agora
 pytestmark = pytest.mark.fuzz
 
 SERVICES = ("users", "items", "notifier")
-#: Examples per operation and phase; `make fuzz` raises it.
-EXAMPLES = int(os.environ.get("AGORA_FUZZ_EXAMPLES", "25"))
+#: Examples per operation and phase: `make fuzz-ci` uses 10, `make fuzz` 1000.
+EXAMPLES = int(os.environ.get("AGORA_FUZZ_EXAMPLES", "10"))
 #: These end the session whose token the run carries (logout, account deletion, password and
 #: email change revoke it): fuzzed with them, every later call would only see 401.
 TOKEN_ENDING = (
@@ -31,7 +34,10 @@ TOKEN_ENDING = (
     "/api/v1/users/me/email",
 )
 #: Statuses a schema-valid request may get for reasons no schema can state: an unknown
-#: one-time token or password (400), a stale ETag (412), and the usual 401/403/404/409/429.
+#: one-time token or password (400), a stale ETag (412), a state conflict (409: a taken email,
+#: a PATCH whose price does not fit the item's stored currency), and 401/403/404/429. Each is
+#: documented on its operation, so the status-code check still holds them to the document.
+#: No check is switched off (``--checks all``).
 CONFIG = """\
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "412", "429"]
@@ -89,42 +95,67 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("role", ["user", "admin"])
-@pytest.mark.parametrize("service", SERVICES)
-def test_openapi_holds_under_fuzzing(
+ROLES = ("user", "admin")
+
+
+@dataclass
+class Run:
+    """One schemathesis process and the file its report goes to."""
+
+    process: subprocess.Popen[bytes]
+    report: Path
+
+
+@pytest.fixture(scope="module")
+def runs(
     system_stack: SystemStack,
     tokens: dict[str, str],
     config_file: Path,
-    tmp_path: Path,
-    service: str,
-    role: str,
-) -> None:
-    url = system_stack.service_url(service)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[tuple[str, str], Run]]:
+    """The six schemathesis runs (3 services x 2 tokens), all started at once."""
+    # A run and its service take turns on a request, so one run at a time leaves a core idle.
     excluded = [arg for path in TOKEN_ENDING for arg in ("--exclude-path", path)]
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "--config-file",
-        str(config_file),
-        "run",
-        f"{url}/openapi.json",
-        "--header",
-        f"Authorization: Bearer {tokens[role]}",
-        "--checks",
-        "all",
-        "--phases",
-        "examples,coverage,fuzzing,stateful",
-        "--max-examples",
-        str(EXAMPLES),
-        "--request-timeout",
-        "10",
-        "--no-color",
-        *excluded,
-    ]
-    # The run keeps its own cache and reports in tmp_path, not in the repository.
-    result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
-    )
-    summary = result.stdout[-6000:]
-    assert result.returncode == 0, f"schemathesis on {service} as {role}:\n{summary}"
+    started: dict[tuple[str, str], Run] = {}
+    try:
+        for service in SERVICES:
+            for role in ROLES:
+                # Each run keeps its own cache and report in its folder, not in the repository.
+                folder = tmp_path_factory.mktemp(f"fuzz-{service}-{role}")
+                command = [
+                    sys.executable, "-m", "schemathesis.cli", "--config-file", str(config_file),
+                    "run", f"{system_stack.service_url(service)}/openapi.json",
+                    "--header", f"Authorization: Bearer {tokens[role]}",
+                    "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
+                    "--max-examples", str(EXAMPLES), "--request-timeout", "10", "--no-color",
+                    *excluded,
+                ]  # fmt: skip
+                report = folder / "report.txt"
+                with report.open("wb") as out:
+                    process = subprocess.Popen(
+                        command, cwd=folder, stdout=out, stderr=subprocess.STDOUT
+                    )
+                started[(service, role)] = Run(process, report)
+        yield started
+    finally:
+        for run in started.values():
+            if run.process.poll() is None:
+                run.process.kill()
+            run.process.wait()
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("service", SERVICES)
+def test_openapi_holds_under_fuzzing(
+    runs: dict[tuple[str, str], Run], capsys: pytest.CaptureFixture[str], service: str, role: str
+) -> None:
+    run = runs[(service, role)]
+    # Bounded by pytest-timeout: 300 s per test in `make fuzz-ci`, 7200 s in `make fuzz`.
+    returncode = run.process.wait()
+    report = run.report.read_text(errors="replace")
+    assert returncode == 0, f"schemathesis on {service} as {role}:\n{report[-6000:]}"
+    cases = re.search(r"(\d+) generated", report)
+    with capsys.disabled():
+        print(
+            f"\nschemathesis on {service} as {role}: {cases[1] if cases else '?'} cases, 0 failures"
+        )

@@ -122,3 +122,93 @@ async def test_body_prices_accept_exactly_what_the_schema_allows(
         API, json={"name": "Lamp", "price": price}, headers=items_svc.auth(owner)
     )
     assert response.status_code == (201 if ok else 422), (price, response.text)
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "ok"),
+    [
+        *[("JPY", "1500", True), (" jpy", 1500, True), ("JPY", "1500.00", True)],
+        *[("JPY", 1500.0, True), ("JPY", "1500.5", False), ("JPY", 1500.5, False)],
+        *[("XAF", "14.37", False), ("EUR", "14.37", True), ("KWD", 1.25, True)],
+    ],
+)
+async def test_a_currency_without_minor_units_takes_whole_prices_as_published(
+    items_svc: ItemsHarness, currency: str, price: object, ok: bool
+) -> None:
+    schemas = (await _document(items_svc))["components"]["schemas"]
+    rule = {key: schemas["ItemCreate"][key] for key in ("if", "then")}
+    # POST, PUT and PATCH bodies publish the same rule.
+    assert rule == {key: schemas["ItemReplace"][key] for key in ("if", "then")}
+    assert rule == {key: schemas["ItemUpdate"][key] for key in ("if", "then")}
+    currency_pattern = rule["if"]["properties"]["currency"]["pattern"]
+    whole = rule["then"]["properties"]["price"]["anyOf"]
+    # What the document says of this body: the `if` holds for JPY and XAF only, and `then`
+    # allows whole numbers and strings with zero decimals.
+    if re.fullmatch(currency_pattern[1:-1], currency):
+        number, string = whole
+        assert number["multipleOf"] == 1
+        published = (
+            re.fullmatch(string["pattern"][1:-1], price) is not None
+            if isinstance(price, str)
+            else float(price) % 1 == 0  # type: ignore[arg-type]
+        )
+    else:
+        published = True
+    assert published is ok
+    owner = items_svc.new_user()
+    body = {"name": "Tea set", "price": price, "currency": currency}
+    response = await items_svc.client.post(API, json=body, headers=items_svc.auth(owner))
+    assert response.status_code == (201 if ok else 422), response.text
+
+
+async def test_a_patch_that_conflicts_with_the_stored_price_or_currency_is_a_409(
+    items_svc: ItemsHarness,
+) -> None:
+    doc = await _document(items_svc)
+    assert "409" in doc["paths"][f"{API}/{{item_id}}"]["patch"]["responses"]
+    owner = items_svc.new_user()
+    yen = await items_svc.create(owner, name="Tea set", price="1500", currency="JPY")
+    euro = await items_svc.create(owner, name="Lamp", price="14.37", currency="EUR")
+    cases: list[tuple[dict[str, Any], dict[str, Any], int]] = [
+        (yen, {"price": "14.37"}, 409),  # valid on its own; the stored JPY refuses cents
+        (euro, {"currency": "JPY"}, 409),  # valid on its own; the stored 14.37 has cents
+        (euro, {"currency": "JPY", "price": "14.37"}, 422),  # the body itself breaks the rule
+        (euro, {"currency": "JPY", "price": "14"}, 200),
+        (yen, {"price": 1600}, 200),
+    ]
+    for item, body, expected in cases:
+        url = f"{API}/{item['id']}"
+        response = await items_svc.client.patch(url, json=body, headers=items_svc.auth(owner))
+        assert response.status_code == expected, (body, response.text)
+        if expected == 409:
+            problem = response.json()
+            assert response.headers["content-type"] == PROBLEM
+            assert problem["type"].endswith("/price-not-in-currency"), problem
+            assert (problem["currency"], problem["decimals"]) == ("JPY", 0), problem
+    # A body that breaks the published rule is refused as a body, before a stale If-Match.
+    stale = {**items_svc.auth(owner), "If-Match": '"1"'}
+    both = {"currency": "JPY", "price": 14.37}
+    response = await items_svc.client.patch(f"{API}/{euro['id']}", json=both, headers=stale)
+    assert response.status_code == 422, response.text
+    assert ["body", "price"] in [e["loc"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        *[(" ", False), ("\u3000\t", False), ("\x1c", False), ("", False), (" a ", True)],
+        *[("x" * 200, True), ("x" * 200 + " ", False), (" " * 199 + "y", True)],
+    ],
+)
+async def test_item_names_accept_exactly_what_the_schema_allows(
+    items_svc: ItemsHarness, name: str, ok: bool
+) -> None:
+    schema = (await _document(items_svc))["components"]["schemas"]["ItemCreate"]
+    published = schema["properties"]["name"]
+    allowed = published["minLength"] <= len(name) <= published["maxLength"]
+    assert (allowed and re.search(published["pattern"], name) is not None) is ok
+    owner = items_svc.new_user()
+    response = await items_svc.client.post(
+        API, json={"name": name, "price": "1"}, headers=items_svc.auth(owner)
+    )
+    assert response.status_code == (201 if ok else 422), (name, response.text)

@@ -19,6 +19,12 @@ def minor_units() -> dict[str, int]:
     return {c.code: c.exponent for c in Currency if c.exponent is not None}
 
 
+@cache
+def whole_currencies() -> frozenset[str]:
+    """Return the currencies without minor units (JPY, KRW, ...): their prices are whole."""
+    return frozenset(code for code, units in minor_units().items() if units == 0)
+
+
 def check_currency(code: str) -> str:
     """Return ``code`` if it is an ISO 4217 currency; raise ValueError otherwise."""
     if code not in minor_units():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agora_kit.errors import Forbidden, NotFound, PreconditionFailed, UnprocessableContent
+from agora_kit.errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableContent
 
 
 class ItemNotFound(NotFound):
@@ -69,4 +69,21 @@ class PriceNotInCurrency(UnprocessableContent):
                     }
                 ]
             },
+        )
+
+
+class PriceConflictsWithItem(Conflict):
+    """A PATCH's price (or currency) does not fit the item's stored currency (or price).
+
+    409, not 422: the body is valid on its own (what the schema can say); it is the item's
+    current state it conflicts with, e.g. cents sent for an item priced in JPY.
+    """
+
+    slug = "price-not-in-currency"
+
+    def __init__(self, item_id: int, price: str, currency: str, decimals: int) -> None:
+        super().__init__(
+            f"Item {item_id} would be priced {price} {currency}, but a price in {currency} has "
+            f"at most {decimals} decimals: send the price and the currency together.",
+            extra={"price": price, "currency": currency, "decimals": decimals},
         )

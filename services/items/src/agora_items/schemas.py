@@ -18,11 +18,19 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from agora_items.currencies import DEFAULT_CURRENCY, check_currency, minor_units
+from agora_items.currencies import (
+    DEFAULT_CURRENCY,
+    check_currency,
+    minor_units,
+    price_fits,
+    whole_currencies,
+)
 from agora_items.models import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -150,6 +158,42 @@ def _currency_in(value: object) -> object:
     return check_currency(value.strip().upper())
 
 
+#: The currencies without minor units (JPY, KRW, XAF, ...), in the same spelling.
+WHOLE_CURRENCY_PATTERN: Final = (
+    "^ *(" + "|".join(_any_case(c) for c in sorted(whole_currencies())) + ") *$"
+)
+#: The largest whole price (PRICE_MAX without its cents).
+WHOLE_PRICE_MAX: Final = int(PRICE_MAX)
+#: A price in a currency without minor units: a whole number; as a string, its decimals zero.
+WHOLE_PRICE_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": WHOLE_PRICE_MAX, "multipleOf": 1},
+        {
+            "type": "string",
+            "pattern": rf"^[1-9][0-9]{{0,{PRICE_PRECISION - PRICE_SCALE - 1}}}(\.00?)?$",
+        },
+    ],
+}
+
+assert all(units == 0 or units >= PRICE_SCALE for units in minor_units().values()), (
+    "a currency with 1 decimal needs its own price schema"
+)
+
+
+def _price_fits_currency(schema: dict[str, Any]) -> None:
+    """Publish on a body model: with a currency that has no minor units, the price is whole.
+
+    Only currencies without minor units constrain a price: every other one has 2 or more
+    decimals, and a price never has more than 2. A PATCH that sends one of the two is
+    checked against the item's stored other one, which no schema sees: that is a 409.
+    """
+    schema["if"] = {
+        "properties": {"currency": {"pattern": WHOLE_CURRENCY_PATTERN}},
+        "required": ["currency"],
+    }
+    schema["then"] = {"properties": {"price": WHOLE_PRICE_SCHEMA}}
+
+
 Currency = Annotated[
     str,
     BeforeValidator(_currency_in),
@@ -163,10 +207,39 @@ Currency = Annotated[
     ),
 ]
 
+#: Every character ``str.strip`` removes (``str.isspace``), as explicit ranges that ECMA, Rust
+#: and Python regex engines read alike.
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+assert {chr(c) for c in range(0x110000) if chr(c).isspace()} == {
+    ch for ch in map(chr, range(0x3001)) if re.fullmatch(f"[{_SPACE}]", ch)
+}, "_SPACE must list exactly what str.isspace() accepts"
+#: A name holds at least one character that is not white space (searched, not anchored).
+NAME_PATTERN: Final = f"[^{_SPACE}]"
+
+
+def _strip_name(value: str) -> str:
+    """Strip the name as ``str.strip`` does; refuse one that is only white space."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("a name needs a character that is not white space")
+    return stripped
+
+
+# The length is checked on the name as sent, as the document's maxLength counts it; the strip
+# is Python's (pydantic's own strip is Rust's, which keeps U+001C-U+001F).
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX),
-    Field(examples=["Walnut writing desk"]),
+    StringConstraints(min_length=1, max_length=NAME_MAX),
+    AfterValidator(_strip_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NAME_MAX,
+            "pattern": NAME_PATTERN,
+            "examples": ["Walnut writing desk"],
+        }
+    ),
 ]
 Description = Annotated[
     str,
@@ -207,14 +280,35 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_price_in_currency(price: Decimal | None, info: ValidationInfo) -> Decimal | None:
+    """Refuse a price with more decimals than the currency sent with it (the published if/then).
+
+    The currency is declared before the price, so it is in ``info.data`` when it was sent
+    and valid. Checked while the body is validated, so such a body is a 422 before anything
+    else (an ``If-Match``) is looked at.
+    """
+    currency = info.data.get("currency")
+    if price is not None and isinstance(currency, str) and not price_fits(price, currency):
+        raise PydanticCustomError(
+            "price_decimals",
+            "{currency} prices have at most {decimals} decimals",
+            {"currency": currency, "decimals": minor_units()[currency]},
+        )
+    return price
+
+
 class ItemCreate(_Input):
     """What a client sends to list an item; the owner is the caller, the status `active`."""
 
+    model_config = ConfigDict(json_schema_extra=_price_fits_currency)
+
     name: Name
     description: Description | None = None
-    price: Price
     currency: Currency = DEFAULT_CURRENCY
+    price: Price
     tags: Tags = Field(default_factory=list)
+
+    _price_in_currency = field_validator("price")(_check_price_in_currency)
 
 
 class ItemReplace(ItemCreate):
@@ -225,6 +319,7 @@ class ItemReplace(ItemCreate):
 
 def _refuse_null(schema: dict[str, Any]) -> None:
     """Publish the fields ``ItemUpdate`` refuses as null without their null alternative."""
+    _price_fits_currency(schema)
     for name in _NOT_NULL:
         field = schema["properties"][name]
         branches = [b for b in field.pop("anyOf", []) if b != {"type": "null"}]
@@ -244,10 +339,12 @@ class ItemUpdate(_Input):
 
     name: Name | None = None
     description: Description | None = None
-    price: Price | None = None
     currency: Currency | None = None
+    price: Price | None = None
     tags: Tags | None = None
     status: ItemStatus | None = None
+
+    _price_in_currency = field_validator("price")(_check_price_in_currency)
 
     # Validators do not run on defaults, so None here means the client sent an explicit null.
     @field_validator(*_NOT_NULL)

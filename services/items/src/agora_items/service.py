@@ -20,6 +20,7 @@ from agora_items.exceptions import (
     AccountDeleted,
     ItemNotFound,
     NotItemOwner,
+    PriceConflictsWithItem,
     PriceNotInCurrency,
     StaleItem,
 )
@@ -215,7 +216,13 @@ async def update_item(
             setattr(item, name, list(value) if name == "tags" else value)
         if "status" in changes:
             item.status = ItemStatus(changes["status"]).value
-        _check_price(item.price, item.currency)
+        if not price_fits(item.price, item.currency):
+            if {"price", "currency"} <= changes.keys():
+                # Both sent: the body itself is wrong, as the published schema says (422).
+                _check_price(item.price, item.currency)
+            raise PriceConflictsWithItem(
+                item_id, format(item.price, "f"), item.currency, minor_units()[item.currency]
+            )
         delta = changes_between(before, _snapshot(item))
         if not delta:
             # Nothing changed: no new version, no event. Detached first, so the rollback
