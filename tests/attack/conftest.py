@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from agora_deploy.mailclient import MailClient
 from agora_deploy.testing import SystemStack, run_agora
+from agora_kit.testing.mail import MailClient
 
 #: ``make attack`` sets it: every JWT attack against every protected endpoint, not one per
 #: service (``make attack-ci``).

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-from agora_deploy.mailclient import MailClient
 from agora_deploy.testing import SystemStack
+from agora_kit.testing.mail import MailClient
 
 from .conftest import Accounts, assert_problem
 

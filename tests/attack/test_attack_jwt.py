@@ -20,8 +20,8 @@ from urllib.parse import unquote
 import httpx
 import jwt
 import pytest
-from agora_deploy.mailclient import MailClient
 from agora_deploy.testing import verify_address
+from agora_kit.testing.mail import MailClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
