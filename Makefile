@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 .PHONY: help uv install run run-detach down status test chaos chaos-ci lint fmt typecheck check bench clean \
-	images test-docker test-docker-ci compose-e2e k8s-check observability-check fuzz fuzz-ci attack attack-ci
+	images test-docker test-docker-ci compose-e2e k8s-check observability-check fuzz fuzz-ci attack attack-ci security-ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -75,6 +75,11 @@ fuzz: install ## the same, long (1000 examples per operation and phase; AGORA_FU
 
 attack-ci: install ## the attack suite through the gateway, each JWT attack on one endpoint per service
 	$(UV) run pytest tests/attack -m attack -q $(PYTEST_ARGS)
+
+# CI runs both CI parts in one session: one system stack instead of two.
+security-ci: install ## fuzz-ci and attack-ci in one pytest session (what .ci/run runs)
+	AGORA_FUZZ_EXAMPLES=$${AGORA_FUZZ_EXAMPLES:-10} $(UV) run pytest tests/attack tests/fuzz \
+		-m "fuzz or attack" -q $(PYTEST_ARGS)
 
 attack: install ## the attack suite, every JWT attack on all seven protected endpoints
 	AGORA_ATTACK_FULL=1 $(UV) run pytest tests/attack -m attack -q $(PYTEST_ARGS)

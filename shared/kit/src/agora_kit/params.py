@@ -6,8 +6,6 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Query
 
-from agora_kit.errors import UnprocessableContent
-
 #: The largest Postgres ``bigint``: an id or offset beyond it cannot even be sent to the database.
 BIGINT_MAX: Final = 2**63 - 1
 #: Deep offsets make Postgres read and discard every skipped row; filters narrow instead.
@@ -35,15 +33,11 @@ async def _skip(
             ge=0,
             le=MAX_OFFSET,
             deprecated=True,
-            description="Deprecated alias of `skip`, accepted until version 0.3.",
+            description="Deprecated alias of `skip` until 0.3 (`skip` wins when both are given).",
         ),
     ] = None,
 ) -> int:
-    """``skip``, or its deprecated alias ``offset``; both given must agree."""
-    if skip is not None and offset is not None and skip != offset:
-        raise UnprocessableContent(
-            "`offset` is a deprecated alias of `skip`: give one of them, or the same value."
-        )
+    """``skip``, or its deprecated alias ``offset``; ``skip`` wins when both are given."""
     return skip if skip is not None else (offset or 0)
 
 
