@@ -950,6 +950,21 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+#: Everything below this line in docs/performance.md is written by hand (the profile, what
+#: limits each figure) and kept when the bench rewrites the table above it.
+NOTES_MARKER = "<!-- Written by hand below this line; make bench keeps it. -->"
+
+
+def kept_notes(doc: Path) -> str:
+    """The hand-written part of an existing report (from ``NOTES_MARKER`` on), or nothing."""
+    try:
+        text = doc.read_text()
+    except OSError:
+        return ""
+    at = text.find(NOTES_MARKER)
+    return "\n" + text[at:] if at >= 0 else ""
+
+
 def build_report(rows: list[Row], options: Options, **extra: Any) -> dict[str, Any]:
     """Everything the run measured, as JSON-ready data."""
     return {
@@ -1045,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     written = [str(json_path)]
     if options.doc is not None:
-        options.doc.write_text(markdown(report, rows))
+        options.doc.write_text(markdown(report, rows) + kept_notes(options.doc))
         written.append(str(options.doc))
     missed = [row.name for row in rows if row.met() is False]
     console.print(f"wrote {' and '.join(written)} in {total_s:.0f} s")
