@@ -84,8 +84,12 @@ security-ci: install ## fuzz-ci and attack-ci in one pytest session (what .ci/ru
 attack: install ## the attack suite, every JWT attack on all seven protected endpoints
 	AGORA_ATTACK_FULL=1 $(UV) run pytest tests/attack -m attack -q $(PYTEST_ARGS)
 
-bench: install ## benchmark the whole stack, ratios to a baseline (~90 s; bench/results)
-	$(UV) run python bench/run.py
+bench: install ## Agora against a bare FastAPI app, same run (wrk; ~4 min): writes docs/performance.md
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
+		timeout 300 bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
+		-y -qq --no-install-recommends wrk' </dev/null >/dev/null 2>&1 \
+		|| { echo "wrk is needed: apt-get install -y wrk"; exit 1; }; }
+	$(UV) run python bench/run.py $(BENCH_ARGS)
 
 K8S_VERSION ?= 1.37.0
 k8s-check: install ## render deploy/k8s (base and every overlay) and validate it offline against the Kubernetes schemas

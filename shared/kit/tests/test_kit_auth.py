@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import json
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import pytest_asyncio
 from agora_kit.auth import JwtVerifier, http_jwks_fetcher, parse_jwks
@@ -275,3 +277,35 @@ def test_parse_jwks_keeps_only_signing_keys_of_pinned_types(keyring: JwtKeyring)
         ]
     }
     assert list(parse_jwks(document)) == [good["kid"]]
+
+
+@pytest.mark.asyncio
+async def test_a_remembered_token_skips_the_signature_but_not_expiry_or_revocation(
+    keyring: JwtKeyring, verifier: JwtVerifier, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jti = uuid.uuid4().hex
+    token = keyring.token(5, jti=jti)
+    assert (await verifier.verify(token)).user_id == 5
+
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append("decode")
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    assert (await verifier.verify(token)).user_id == 5
+    assert decoded == []  # the same token, the same key set: no second signature check
+
+    # Past its expiry (plus the leeway) the token is not taken from memory: it goes through
+    # the full check again, whose own expiry test then applies.
+    exp = int(jwt.decode(token, options={"verify_signature": False})["exp"])
+    monkeypatch.setattr(time, "time", lambda: exp + verifier._leeway + 1)
+    assert verifier._remembered(token) is None
+    monkeypatch.undo()
+
+    # And the revocation list, every time.
+    await redis.set(f"agora:revoked:{jti}", b"1", ex=60)
+    with pytest.raises(Unauthorized, match="revoked"):
+        await verifier.verify(token)

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-def get_items_settings(ctx: ContextDep) -> ItemsSettings:
+async def get_items_settings(ctx: ContextDep) -> ItemsSettings:
     """Return the running service's settings."""
     settings = ctx.settings
     if not isinstance(settings, ItemsSettings):  # create_app always passes ItemsSettings
@@ -29,12 +29,12 @@ def get_items_settings(ctx: ContextDep) -> ItemsSettings:
     return settings
 
 
-def get_uow(ctx: ContextDep) -> UnitOfWork:
+async def get_uow(ctx: ContextDep) -> UnitOfWork:
     """Return a fresh unit of work (it opens its session on ``async with``)."""
     return UnitOfWork(ctx.session_factory, outbox=outbox)
 
 
-def get_dead_letter_store(ctx: ContextDep) -> DeadLetterStore:
+async def get_dead_letter_store(ctx: ContextDep) -> DeadLetterStore:
     """Return the store over the users projection's dead letters."""
     return DeadLetterStore(ctx.session_factory, table=tables.dead_letter, retry_table=tables.retry)
 

@@ -83,27 +83,73 @@ async def ensure_active_user(session: AsyncSession, user_id: int) -> None:
         raise AccountDeleted(user_id)
 
 
+#: The owner check and the insert in one round trip. ``new_owner`` records a user never seen
+#: before (as ``ensure_active_user`` does); ``known_owner`` holds a seen user's row with a shared
+#: lock until the transaction ends. The item is inserted only when one of them shows the owner
+#: not deleted. No row back means the owner is deleted, or was recorded by a concurrent
+#: transaction after this statement's snapshot: ``create_item`` then takes the two-statement path.
+_CREATE_ITEM = sa.text(
+    """
+    WITH new_owner AS (
+        INSERT INTO user_state (user_id) VALUES (CAST(:owner_id AS bigint))
+        ON CONFLICT (user_id) DO NOTHING
+        RETURNING deleted
+    ), known_owner AS (
+        SELECT deleted FROM user_state WHERE user_id = CAST(:owner_id AS bigint) FOR SHARE
+    )
+    INSERT INTO item
+        (owner_id, name, description, price, currency, tags, status, version,
+         created_at, updated_at)
+    SELECT CAST(:owner_id AS bigint), CAST(:name AS varchar), CAST(:description AS varchar),
+        CAST(:price AS numeric), CAST(:currency AS varchar), CAST(:tags AS varchar[]),
+        CAST(:status AS varchar), 1, CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM (SELECT deleted FROM new_owner UNION ALL SELECT deleted FROM known_owner) AS owner
+    WHERE NOT owner.deleted
+    LIMIT 1
+    RETURNING id
+    """
+)
+
+
 async def create_item(*, uow: UnitOfWork, owner_id: int, item_in: ItemCreate) -> Item:
     """List a new item owned by ``owner_id`` and publish ``ItemCreated``."""
     _check_price(item_in.price, item_in.currency)
+    now = datetime.now(UTC)
+    item = Item(
+        owner_id=owner_id,
+        name=item_in.name,
+        description=item_in.description,
+        price=item_in.price,
+        currency=item_in.currency,
+        tags=list(item_in.tags),
+        status=ItemStatus.ACTIVE.value,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
     async with uow:
         session = uow.session
-        await ensure_active_user(session, owner_id)
-        now = datetime.now(UTC)
-        item = Item(
-            owner_id=owner_id,
-            name=item_in.name,
-            description=item_in.description,
-            price=item_in.price,
-            currency=item_in.currency,
-            tags=list(item_in.tags),
-            status=ItemStatus.ACTIVE.value,
-            version=1,
-            created_at=now,
-            updated_at=now,
+        item_id = await session.scalar(
+            _CREATE_ITEM,
+            {
+                "owner_id": owner_id,
+                "name": item.name,
+                "description": item.description,
+                "price": item.price,
+                "currency": item.currency,
+                "tags": item.tags,
+                "status": item.status,
+                "now": now,
+            },
         )
-        session.add(item)
-        await session.flush()
+        if item_id is None:
+            # Raises AccountDeleted, or (the rare race above) locks the owner's row.
+            await ensure_active_user(session, owner_id)
+            session.add(item)
+            await session.flush()
+        else:
+            # Inserted with Core: the ORM object is built, not loaded, so it stays transient.
+            item.id = item_id
         uow.add_event(
             ItemCreated(
                 item_id=item.id,

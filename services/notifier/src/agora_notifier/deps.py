@@ -12,12 +12,12 @@ from fastapi import Depends
 from agora_notifier import models
 
 
-def get_uow(ctx: ContextDep) -> UnitOfWork:
+async def get_uow(ctx: ContextDep) -> UnitOfWork:
     """Return a fresh unit of work (the only thing that commits)."""
     return UnitOfWork(ctx.session_factory, outbox=models.outbox)
 
 
-def get_dead_letters(ctx: ContextDep) -> DeadLetterStore:
+async def get_dead_letters(ctx: ContextDep) -> DeadLetterStore:
     """Return the store of the notifier's dead letters."""
     store: DeadLetterStore = ctx.extras["dead_letters"]
     return store

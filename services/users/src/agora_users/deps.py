@@ -65,17 +65,17 @@ def runtime_of(ctx: ServiceContext) -> UsersRuntime:
     return runtime
 
 
-def get_runtime(ctx: ContextDep) -> UsersRuntime:
+async def get_runtime(ctx: ContextDep) -> UsersRuntime:
     """Return the users service's runtime."""
     return runtime_of(ctx)
 
 
-def get_uow(ctx: ContextDep) -> UnitOfWork:
+async def get_uow(ctx: ContextDep) -> UnitOfWork:
     """Return a fresh unit of work over the service's database and outbox."""
     return UnitOfWork(ctx.session_factory, outbox=OUTBOX)
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """Return the client's address (behind the gateway, uvicorn's proxy headers set it)."""
     return request.client.host if request.client else None
 

@@ -36,6 +36,9 @@ _GLOBAL_REFETCH_GAP_S = 1.0
 #: After a failed fetch with nothing cached, fail fast for this long instead of piling up.
 _FAILED_FETCH_BACKOFF_S = 1.0
 _STATE_KEY = "agora.principal"
+#: Tokens whose signature and claims were verified, remembered so a client's next requests with
+#: the same token skip the signature check (the revocation list is still read every time).
+_VERIFIED_MAX = 4096
 
 JwksFetcher = Callable[[], Awaitable[Mapping[str, Any]]]
 
@@ -120,6 +123,8 @@ class JwtVerifier:
         self._kid_attempts: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self.fetch_count = 0
+        #: token -> (principal, exp as epoch seconds, the key set that verified it)
+        self._verified: dict[str, tuple[Principal, float, dict[str, jwt.PyJWK]]] = {}
 
     @classmethod
     def from_settings(
@@ -189,6 +194,31 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Return the principal of a valid, unrevoked access token; raise ``Unauthorized``."""
+        principal = self._remembered(token) or await self._verify_signed(token)
+        if await self.is_revoked(principal.jti):
+            raise Unauthorized("The access token has been revoked.")
+        return principal
+
+    def _remembered(self, token: str) -> Principal | None:
+        """The principal of ``token`` verified earlier, while its key set and expiry still hold.
+
+        The same token (same bytes) was verified against the key set in use now, which is still
+        within its cache lifetime: checking the signature again would give the same answer.
+        Only the expiry moves, so it is checked again, with the same leeway.
+        """
+        entry = self._verified.get(token)
+        if entry is None:
+            return None
+        principal, exp, keys = entry
+        if keys is not self._keys or time.monotonic() >= self._expires_at:
+            return None
+        if time.time() >= exp + self._leeway:
+            del self._verified[token]
+            return None
+        return principal
+
+    async def _verify_signed(self, token: str) -> Principal:
+        """Check the token's header, signature and claims; remember the result."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -220,8 +250,9 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized("The access token is invalid.") from exc
         principal = _principal(claims)
-        if await self.is_revoked(principal.jti):
-            raise Unauthorized("The access token has been revoked.")
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (principal, float(claims["exp"]), self._keys)
         return principal
 
     async def is_revoked(self, jti: str) -> bool:

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     """Return the running service's context."""
     ctx: ServiceContext = request.app.state.ctx
     return ctx
@@ -48,17 +48,17 @@ def get_context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
 
 
-def get_settings(ctx: ContextDep) -> ServiceSettings:
+async def get_settings(ctx: ContextDep) -> ServiceSettings:
     """Return the service settings."""
     return ctx.settings
 
 
-def get_redis(ctx: ContextDep) -> Redis:
+async def get_redis(ctx: ContextDep) -> Redis:
     """Return the process Redis client."""
     return ctx.redis
 
 
-def get_http_client(ctx: ContextDep) -> httpx.AsyncClient:
+async def get_http_client(ctx: ContextDep) -> httpx.AsyncClient:
     """Return the process HTTP client."""
     return ctx.http
 

@@ -37,8 +37,11 @@ class ServiceSettings(BaseSettings):
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
         validation_alias="DATABASE_URL",
     )
-    db_pool_size: int = Field(default=5, ge=1, validation_alias="DB_POOL_SIZE")
-    db_max_overflow: int = Field(default=5, ge=0, validation_alias="DB_MAX_OVERFLOW")
+    #: A fixed pool by default: overflow connections are closed on return, so under load they
+    #: were opened and closed all the time. 15 covers the requests in flight of one worker plus
+    #: its relay and consumer.
+    db_pool_size: int = Field(default=15, ge=1, validation_alias="DB_POOL_SIZE")
+    db_max_overflow: int = Field(default=0, ge=0, validation_alias="DB_MAX_OVERFLOW")
     db_pool_recycle_s: int = Field(default=1800, ge=30, validation_alias="DB_POOL_RECYCLE_S")
     db_connect_timeout_s: float = Field(default=5.0, gt=0, validation_alias="DB_CONNECT_TIMEOUT_S")
     db_statement_timeout_ms: int = Field(
