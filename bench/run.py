@@ -47,11 +47,11 @@ import aiosmtplib
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
 from agora_deploy.launchers.process import ManagedProcess, free_port
-from agora_deploy.mailclient import MailClient
 from agora_deploy.observe import service_gauges
 from agora_deploy.stack import ComponentInfo, Infra, database_url
 from agora_deploy.up import UpOptions, bring_up
 from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
+from agora_kit.testing.mail import MailClient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
@@ -231,7 +231,7 @@ _TOKEN_LINK = re.compile(r"[?&]token=([^\s&\"'<>]+)")
 def verification_token(mail_api: str, email: str) -> str:
     """The token of the verification link mailed to ``email``."""
     with MailClient(mail_api) as mail:
-        message = mail.wait_subject(email, "confirm your email", timeout=60)
+        message = mail.wait_subject(email, "confirm your email", timeout_s=60)
         text = str(mail.message(str(message["ID"]))["Text"])
     found = _TOKEN_LINK.search(text)
     if found is None:
