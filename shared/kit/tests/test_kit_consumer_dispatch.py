@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -103,7 +104,15 @@ def _event_record() -> Record:
 
 
 def _inserted_tables(sessions: FakeSessions) -> list[str]:
-    return [s.table.name for s in sessions.statements if isinstance(s, sa.Insert)]
+    names = []
+    for statement in sessions.statements:
+        if isinstance(statement, sa.Insert):
+            names.append(statement.table.name)
+        elif isinstance(statement, sa.TextClause):  # the outbox's one-statement insert
+            found = re.search(r'INSERT INTO "?(\w+)"?', statement.text)
+            if found:
+                names.append(found.group(1))
+    return names
 
 
 @pytest.mark.asyncio
