@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from agora_deploy.launchers.s3 import bucket_ready, load_credentials
 from agora_deploy.launchers.storage import SOCKET_DIR, StoragePorts
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
 GROUP = {
     "session_timeout_ms": 6000,
@@ -78,12 +79,32 @@ async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+async def _started(make: Callable[[], AIOKafkaConsumer], timeout: float = 30) -> AIOKafkaConsumer:
+    """Start a consumer as a client would after a broker restart: retry bootstrapping a while.
+
+    A restarted broker answers its port (its health) a moment before it serves metadata.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = make()
+        try:
+            await consumer.start()
+        except KafkaConnectionError:
+            await consumer.stop()  # a failed start still holds a client to close
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            return consumer
+
+
 async def _consume(
     bootstrap: str, topic: str, group: str, want: int, partitions: int, timeout: float = 60
 ) -> list[bytes]:
     """Join ``group``, read until ``want`` records arrived, commit, and return the values."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **GROUP)
-    await consumer.start()
+    consumer = await _started(
+        lambda: AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **GROUP)
+    )
     got: list[bytes] = []
     try:
         deadline = time.monotonic() + timeout
