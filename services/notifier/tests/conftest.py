@@ -94,7 +94,7 @@ async def notifier_app(notifier_settings: NotifierSettings) -> AsyncIterator[Fas
     app = create_app(notifier_settings)
     async with app_client(app) as client:
         app.state.test_client = client
-        consumer = app.state.ctx.extras["consumer"]
+        consumer = app.state.ctx.runtime.consumer
         deadline = asyncio.get_running_loop().time() + 60
         while not consumer.assignment:
             assert asyncio.get_running_loop().time() < deadline, "consumer never got partitions"

@@ -358,7 +358,7 @@ async def test_database_blip_on_the_sent_mark_is_retried_not_resent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     user_id, email = notifier_new_user()
-    postman = notifier_app.state.ctx.extras["postman"]
+    postman = notifier_app.state.ctx.runtime.postman
     real_mark = postman._after_success
     calls: list[str] = []
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 import pytest
-from agora_kit.app import ServiceContext, create_service_app
-from agora_kit.lifecycle import Component
+from agora_kit.app import create_service_app
+from agora_kit.runtime import NoRuntime, Platform
 from agora_kit.settings import Environment, ServiceSettings
 from agora_kit.testing.app import app_client
 from fastapi import APIRouter, Request
@@ -131,10 +131,12 @@ class Recorder:
 async def test_failed_startup_stops_what_started(settings: ServiceSettings) -> None:
     events: list[str] = []
 
-    def build(_ctx: ServiceContext) -> Sequence[Component]:
-        return [Recorder("relay", events), Recorder("consumer", events, fail=True)]
+    def bootstrap(_platform: Platform[ServiceSettings]) -> NoRuntime:
+        return NoRuntime(
+            components=(Recorder("relay", events), Recorder("consumer", events, fail=True))
+        )
 
-    app = create_service_app(settings, title="app-test", version="0", build_components=build)
+    app = create_service_app(settings, title="app-test", version="0", bootstrap=bootstrap)
     with pytest.raises(RuntimeError, match="consumer cannot start"):
         async with app_client(app):
             pass

@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import httpx
 import pytest
 import pytest_asyncio
 from agora_contract import asyncapi_document
-from agora_kit.app import ServiceContext, create_service_app
+from agora_kit.app import create_service_app
 from agora_kit.health import ReadyCheck
 from agora_kit.lifecycle import Component
+from agora_kit.runtime import AnyContext, Platform
 from agora_kit.settings import ServiceSettings
 from agora_kit.testing.app import app_client
 from fastapi import APIRouter, FastAPI
@@ -74,22 +76,32 @@ def _router() -> APIRouter:
     return router
 
 
+@dataclass(frozen=True, slots=True)
+class JobsRuntime:
+    """A service runtime with one metric of its own and two background components."""
+
+    jobs: Counter
+    components: tuple[Component, ...]
+
+
 def _app(
     settings: ServiceSettings,
     events: list[str] | None = None,
     ready_checks: Sequence[ReadyCheck] = (),
 ) -> FastAPI:
-    def build(ctx: ServiceContext) -> Sequence[Component]:
-        ctx.extras["jobs"] = Counter("jobs_done_total", "Jobs done.", registry=ctx.registry)
+    def bootstrap(platform: Platform[ServiceSettings]) -> JobsRuntime:
         log = events if events is not None else []
-        return [FakeComponent("relay", log), FakeComponent("consumer", log)]
+        return JobsRuntime(
+            jobs=Counter("jobs_done_total", "Jobs done.", registry=platform.registry),
+            components=(FakeComponent("relay", log), FakeComponent("consumer", log)),
+        )
 
     return create_service_app(
         settings,
         title="health-test",
         version="1.2.3",
         routers=[_router()],
-        build_components=build,
+        bootstrap=bootstrap,
         ready_checks=ready_checks,
     )
 
@@ -207,7 +219,7 @@ async def test_ready_times_out_on_a_silent_redis(
 
 @pytest.mark.asyncio
 async def test_extra_ready_check_failure_is_named(database_url: str, redis_url: str) -> None:
-    async def broker(_ctx: ServiceContext) -> None:
+    async def broker(_ctx: AnyContext) -> None:
         raise ConnectionRefusedError("no broker")
 
     settings = _settings(database_url, redis_url)
@@ -235,7 +247,7 @@ async def test_components_start_in_order_and_stop_in_reverse(
 @pytest.mark.asyncio
 async def test_metrics_serve_the_app_registry(app: FastAPI, client: httpx.AsyncClient) -> None:
     await client.get("/api/v1/ping")
-    app.state.ctx.extras["jobs"].inc(3)
+    app.state.ctx.runtime.jobs.inc(3)
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

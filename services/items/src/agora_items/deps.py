@@ -5,38 +5,42 @@ from __future__ import annotations
 from typing import Annotated
 
 from agora_kit.deadletters import DeadLetterStore
-from agora_kit.deps import ContextDep, CurrentUserDep, SessionDep
+from agora_kit.deps import CurrentUserDep, SessionDep, get_context
+from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends
 
+from agora_items.bootstrap import ItemsRuntime
 from agora_items.config import ItemsSettings
-from agora_items.models import outbox, tables
+from agora_items.models import outbox
 
 __all__ = [
     "CurrentUserDep",
     "DeadLetterStoreDep",
+    "ItemsContextDep",
     "ItemsSettingsDep",
     "SessionDep",
     "UowDep",
 ]
 
+ItemsContext = ServiceContext[ItemsSettings, ItemsRuntime]
+#: The running service's context, typed over its settings and runtime.
+ItemsContextDep = Annotated[ItemsContext, Depends(get_context)]
 
-async def get_items_settings(ctx: ContextDep) -> ItemsSettings:
+
+async def get_items_settings(ctx: ItemsContextDep) -> ItemsSettings:
     """Return the running service's settings."""
-    settings = ctx.settings
-    if not isinstance(settings, ItemsSettings):  # create_app always passes ItemsSettings
-        raise TypeError("the items app runs with ItemsSettings")
-    return settings
+    return ctx.settings
 
 
-async def get_uow(ctx: ContextDep) -> UnitOfWork:
+async def get_uow(ctx: ItemsContextDep) -> UnitOfWork:
     """Return a fresh unit of work (it opens its session on ``async with``)."""
     return UnitOfWork(ctx.session_factory, outbox=outbox)
 
 
-async def get_dead_letter_store(ctx: ContextDep) -> DeadLetterStore:
+async def get_dead_letter_store(ctx: ItemsContextDep) -> DeadLetterStore:
     """Return the store over the users projection's dead letters."""
-    return DeadLetterStore(ctx.session_factory, table=tables.dead_letter, retry_table=tables.retry)
+    return ctx.runtime.dead_letters
 
 
 ItemsSettingsDep = Annotated[ItemsSettings, Depends(get_items_settings)]

@@ -7,7 +7,7 @@ from agora_kit.deadletter_routes import dead_letter_router
 from agora_kit.deps import require_admin
 from fastapi import APIRouter, FastAPI
 
-from agora_items.components import build_components
+from agora_items.bootstrap import bootstrap
 from agora_items.config import ItemsSettings
 from agora_items.deps import get_dead_letter_store
 from agora_items.router import router as items_router
@@ -37,7 +37,7 @@ def create_app(settings: ItemsSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         # Dead letters first: `/items/{item_id}` would otherwise claim `/items/dead-letters`.
         routers=[admin, items_router],
-        build_components=build_components,
+        bootstrap=bootstrap,
         openapi_tags=[
             {"name": "items", "description": "Create, read, list, update and delete items."},
             {

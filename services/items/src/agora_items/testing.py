@@ -123,6 +123,6 @@ class ItemsHarness:
     @property
     def consumer(self) -> ConsumerLoop:
         """The app's users-projection consumer."""
-        loop = self.app.state.ctx.extras["consumer"]
+        loop = self.app.state.ctx.runtime.consumer
         assert isinstance(loop, ConsumerLoop)
         return loop

@@ -5,22 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 
 from agora_kit.deadletters import DeadLetterStore
-from agora_kit.deps import ContextDep
+from agora_kit.deps import get_context
+from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends
 
 from agora_notifier import models
+from agora_notifier.bootstrap import NotifierRuntime
+from agora_notifier.config import NotifierSettings
+
+NotifierContext = ServiceContext[NotifierSettings, NotifierRuntime]
+#: The running service's context, typed over its settings and runtime.
+NotifierContextDep = Annotated[NotifierContext, Depends(get_context)]
 
 
-async def get_uow(ctx: ContextDep) -> UnitOfWork:
+async def get_uow(ctx: NotifierContextDep) -> UnitOfWork:
     """Return a fresh unit of work (the only thing that commits)."""
     return UnitOfWork(ctx.session_factory, outbox=models.outbox)
 
 
-async def get_dead_letters(ctx: ContextDep) -> DeadLetterStore:
+async def get_dead_letters(ctx: NotifierContextDep) -> DeadLetterStore:
     """Return the store of the notifier's dead letters."""
-    store: DeadLetterStore = ctx.extras["dead_letters"]
-    return store
+    return ctx.runtime.dead_letters
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]

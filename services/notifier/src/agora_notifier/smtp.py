@@ -204,3 +204,22 @@ async def _quit(conn: _Connection, timeout_s: float) -> None:
 async def _discard(conn: _Connection) -> None:
     with contextlib.suppress(Exception):
         conn.client.close()
+
+
+class SenderComponent:
+    """Closes the SMTP connection pool on shutdown (after the consumer stopped)."""
+
+    def __init__(self, sender: EmailSender) -> None:
+        self.name = "smtp"
+        self._sender = sender
+
+    async def start(self) -> None:
+        """Nothing to start: connections open on the first email."""
+
+    async def stop(self) -> None:
+        """Quit the pooled connections."""
+        await self._sender.close()
+
+    def is_alive(self) -> bool:
+        """The pool cannot wedge; a failing server shows as retries."""
+        return True

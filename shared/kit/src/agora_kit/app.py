@@ -1,4 +1,4 @@
-"""The service app factory: the lifespan builds every client and component, then tears down."""
+"""The service app factory: the lifespan builds the clients and the runtime, then tears down."""
 
 from __future__ import annotations
 
@@ -6,15 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from agora_contract import asyncapi_document
 from fastapi import APIRouter, FastAPI
-from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -28,7 +24,6 @@ from agora_kit.error_handlers import install_error_handlers
 from agora_kit.health import DEFAULT_READY_CHECKS, ReadyCheck, health_router
 from agora_kit.idempotency import REPLAYED_HEADER, IdempotencyMiddleware
 from agora_kit.inputs import InputGuardMiddleware
-from agora_kit.lifecycle import Component
 from agora_kit.logging import configure_logging
 from agora_kit.metrics import HttpMetrics, create_registry, metrics_endpoint
 from agora_kit.middleware import RequestContextMiddleware
@@ -36,7 +31,15 @@ from agora_kit.openapi import truthful_openapi
 from agora_kit.pages import install_pages
 from agora_kit.problems import Problem
 from agora_kit.redis import create_redis
-from agora_kit.settings import ServiceSettings
+from agora_kit.runtime import (
+    Bootstrap,
+    NoRuntime,
+    Platform,
+    RuntimeT,
+    ServiceContext,
+    ServiceRuntime,
+    SettingsT,
+)
 from agora_kit.version import package_version
 
 logger = logging.getLogger("agora.app")
@@ -44,21 +47,7 @@ logger = logging.getLogger("agora.app")
 API_PREFIX = "/api/v1"
 
 
-@dataclass
-class ServiceContext:
-    """Everything a running service shares; built in the lifespan, kept in ``app.state.ctx``."""
-
-    settings: ServiceSettings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
-    redis: Redis
-    http: httpx.AsyncClient
-    verifier: JwtVerifier
-    registry: CollectorRegistry
-    http_metrics: HttpMetrics
-    components: list[Component] = field(default_factory=list)
-    #: Service-specific objects built by ``build_components`` (a producer, signing keys, ...).
-    extras: dict[str, Any] = field(default_factory=dict)
+__all__ = ["API_PREFIX", "ServiceContext", "create_service_app"]
 
 
 async def _bounded(name: str, close: Callable[[], Awaitable[object]], timeout_s: float) -> None:
@@ -72,9 +61,9 @@ async def _bounded(name: str, close: Callable[[], Awaitable[object]], timeout_s:
 
 
 def _lifespan(
-    settings: ServiceSettings,
-    build_components: Callable[[ServiceContext], Sequence[Component]] | None,
-    jwks_fetcher: Callable[[ServiceContext], JwksFetcher] | None,
+    settings: SettingsT,
+    bootstrap: Bootstrap[SettingsT, RuntimeT] | None,
+    jwks_fetcher: Callable[[RuntimeT], JwksFetcher] | None,
 ) -> Callable[[FastAPI], Any]:
     timeout_s = settings.shutdown_timeout_s
 
@@ -91,23 +80,36 @@ def _lifespan(
                 timeout=httpx.Timeout(settings.http_timeout_s), follow_redirects=False
             )
             stack.push_async_callback(_bounded, "http client", http.aclose, timeout_s)
-            registry = create_registry()
-            ctx = ServiceContext(
+            platform = Platform(
                 settings=settings,
                 engine=engine,
                 session_factory=create_session_factory(engine),
                 redis=redis,
                 http=http,
-                verifier=JwtVerifier.from_settings(settings, redis=redis, http=http),
-                registry=registry,
-                http_metrics=HttpMetrics(registry),
+                registry=create_registry(),
             )
-            if jwks_fetcher is not None:
-                ctx.verifier = JwtVerifier.from_settings(
-                    settings, redis=redis, http=http, fetch_jwks=jwks_fetcher(ctx)
-                )
+            runtime: ServiceRuntime = NoRuntime()
+            fetch_jwks: JwksFetcher | None = None
+            if bootstrap is not None:
+                built = bootstrap(platform)
+                runtime = built
+                if jwks_fetcher is not None:
+                    fetch_jwks = jwks_fetcher(built)
+            ctx = ServiceContext(
+                settings=settings,
+                engine=engine,
+                session_factory=platform.session_factory,
+                redis=redis,
+                http=http,
+                registry=platform.registry,
+                verifier=JwtVerifier.from_settings(
+                    settings, redis=redis, http=http, fetch_jwks=fetch_jwks
+                ),
+                http_metrics=HttpMetrics(platform.registry),
+                runtime=runtime,
+            )
             app.state.ctx = ctx
-            for component in build_components(ctx) if build_components else ():
+            for component in runtime.components:
                 await component.start()
                 ctx.components.append(component)
                 stack.push_async_callback(
@@ -124,26 +126,27 @@ def _lifespan(
 
 
 def create_service_app(
-    settings: ServiceSettings,
+    settings: SettingsT,
     *,
     title: str,
     version: str | None = None,
     routers: Sequence[APIRouter] = (),
-    build_components: Callable[[ServiceContext], Sequence[Component]] | None = None,
+    bootstrap: Bootstrap[SettingsT, RuntimeT] | None = None,
     openapi_tags: list[dict[str, Any]] | None = None,
     ready_checks: Sequence[ReadyCheck] = (),
     description: str = "",
     api_prefix: str = API_PREFIX,
     idempotency_exclude: Sequence[str] | None = None,
-    jwks_fetcher: Callable[[ServiceContext], JwksFetcher] | None = None,
+    jwks_fetcher: Callable[[RuntimeT], JwksFetcher] | None = None,
 ) -> FastAPI:
     """Build a service app; nothing connects until the lifespan starts.
 
     ``routers`` are mounted under ``api_prefix`` (``/api/v1``): give them paths like
-    ``/items``, not ``/api/v1/items``. ``build_components(ctx)`` returns the background
-    components (relay, consumer) in start order; they stop in reverse. ``ready_checks`` run
-    after the built-in database and Redis checks. ``idempotency_exclude`` defaults to
-    ``<api_prefix>/auth``. ``jwks_fetcher(ctx)`` replaces the HTTP JWKS fetch (the users
+    ``/items``, not ``/api/v1/items``. ``bootstrap(platform)`` builds the service's frozen
+    runtime from the kit's clients; its ``components`` (relay, consumer) start in that order
+    and stop in reverse, and the runtime is ``ctx.runtime``. ``ready_checks`` run after the
+    built-in database and Redis checks. ``idempotency_exclude`` defaults to
+    ``<api_prefix>/auth``. ``jwks_fetcher(runtime)`` replaces the HTTP JWKS fetch (the users
     service serves its own keys in-process). ``version`` defaults to the installed version of
     the service's distribution, ``agora-<service_name>``.
     """
@@ -190,7 +193,7 @@ def create_service_app(
         version=version,
         description=description,
         openapi_tags=openapi_tags,
-        lifespan=_lifespan(settings, build_components, jwks_fetcher),
+        lifespan=_lifespan(settings, bootstrap, jwks_fetcher),
         middleware=middleware,
         max_body_size=settings.max_body_bytes,
         # Swagger UI and ReDoc come from agora_kit.pages, with their assets served locally.

@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agora_kit.app import ServiceContext
 from agora_kit.auth import (
     AdminDep,
     CurrentUserDep,
@@ -20,6 +19,7 @@ from agora_kit.auth import (
     optional_user,
     require_admin,
 )
+from agora_kit.runtime import AnyContext
 from agora_kit.settings import ServiceSettings
 
 __all__ = [
@@ -39,18 +39,23 @@ __all__ = [
 ]
 
 
-async def get_context(request: Request) -> ServiceContext:
-    """Return the running service's context."""
-    ctx: ServiceContext = request.app.state.ctx
+async def get_context(request: Request) -> AnyContext:
+    """Return the running service's context.
+
+    A service types it with its own alias, e.g.
+    ``Annotated[ServiceContext[ItemsSettings, ItemsRuntime], Depends(get_context)]``.
+    """
+    ctx: AnyContext = request.app.state.ctx
     return ctx
 
 
-ContextDep = Annotated[ServiceContext, Depends(get_context)]
+ContextDep = Annotated[AnyContext, Depends(get_context)]
 
 
 async def get_settings(ctx: ContextDep) -> ServiceSettings:
     """Return the service settings."""
-    return ctx.settings
+    settings: ServiceSettings = ctx.settings
+    return settings
 
 
 async def get_redis(ctx: ContextDep) -> Redis:

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from agora_kit.problems import problem_response
 
 if TYPE_CHECKING:
-    from agora_kit.app import ServiceContext
+    from agora_kit.runtime import AnyContext
 
 logger = logging.getLogger("agora.health")
 
@@ -25,16 +25,16 @@ class ReadyCheck:
     """A named readiness probe; it raises (or times out) when the service cannot serve."""
 
     name: str
-    check: Callable[[ServiceContext], Awaitable[object]]
+    check: Callable[[AnyContext], Awaitable[object]]
 
 
-async def check_database(ctx: ServiceContext) -> None:
+async def check_database(ctx: AnyContext) -> None:
     """Run ``SELECT 1`` on the service's own database."""
     async with ctx.engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
 
 
-async def check_redis(ctx: ServiceContext) -> None:
+async def check_redis(ctx: AnyContext) -> None:
     """``PING`` Redis."""
     await ctx.redis.ping()
 
@@ -42,7 +42,7 @@ async def check_redis(ctx: ServiceContext) -> None:
 DEFAULT_READY_CHECKS = (ReadyCheck("database", check_database), ReadyCheck("redis", check_redis))
 
 
-async def _run(ctx: ServiceContext, probe: ReadyCheck, timeout_s: float) -> str | None:
+async def _run(ctx: AnyContext, probe: ReadyCheck, timeout_s: float) -> str | None:
     """Return None when the probe passes, else a short reason (no connection strings)."""
     try:
         await asyncio.wait_for(probe.check(ctx), timeout=timeout_s)
@@ -61,7 +61,7 @@ def health_router(ready_checks: Sequence[ReadyCheck]) -> APIRouter:
     @router.get("/live")
     async def live(request: Request) -> Response:
         """Report whether every background component is alive (not wedged)."""
-        ctx: ServiceContext = request.app.state.ctx
+        ctx: AnyContext = request.app.state.ctx
         dead = [c.name for c in ctx.components if not c.is_alive()]
         if dead:
             return problem_response(
@@ -75,7 +75,7 @@ def health_router(ready_checks: Sequence[ReadyCheck]) -> APIRouter:
     @router.get("/ready")
     async def ready(request: Request) -> Response:
         """Report whether the service can answer requests (its database and Redis respond)."""
-        ctx: ServiceContext = request.app.state.ctx
+        ctx: AnyContext = request.app.state.ctx
         timeout_s = ctx.settings.health_timeout_s
         results = await asyncio.gather(*(_run(ctx, p, timeout_s) for p in ready_checks))
         checks = {p.name: reason or "ok" for p, reason in zip(ready_checks, results, strict=True)}
