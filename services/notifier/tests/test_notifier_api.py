@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from agora_contract import SendEmailVerification, SendPasswordReset, UserRegistered
+from agora_kit.consumer.deadletters import ErrorKind, store_dead_letter
+from agora_kit.consumer.retry import Record
 from agora_kit.db import create_engine
-from agora_kit.deadletters import ErrorKind, store_dead_letter
-from agora_kit.retry import Record
 from agora_kit.testing.jwt import JwtKeyring
 from agora_kit.testing.mail import MailApi
 from agora_notifier import models

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from agora_contract import UserRegistered
 from agora_kit.consumer import ConsumerConfig
 from agora_kit.consumer.memory import MemoryConsumer
+from agora_kit.consumer.retry import Backoff
 from agora_kit.db import create_engine, create_session_factory
-from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
 from agora_notifier import models
 from agora_notifier.handlers import NotifierHandlers

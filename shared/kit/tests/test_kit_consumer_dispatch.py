@@ -23,9 +23,9 @@ from agora_kit.consumer import (
 )
 from agora_kit.consumer.dispatch import Dispatcher
 from agora_kit.consumer.metrics import ConsumerMetrics
+from agora_kit.consumer.retry import Backoff, Record
 from agora_kit.db import make_metadata
 from agora_kit.outbox import outbox_table
-from agora_kit.retry import Backoff, Record
 from prometheus_client import CollectorRegistry
 from sqlalchemy.dialects.postgresql.base import PGDialect
 

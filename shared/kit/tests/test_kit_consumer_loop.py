@@ -32,13 +32,13 @@ from agora_kit.consumer import (
     consumer_tables,
     fetch_group_lag,
 )
+from agora_kit.consumer.deadletters import DeadLetterNotPending, DeadLetterStatus, DeadLetterStore
+from agora_kit.consumer.inbox import claim, inbox_table
+from agora_kit.consumer.retry import Backoff
 from agora_kit.db import create_engine, create_session_factory, make_metadata
-from agora_kit.deadletters import DeadLetterNotPending, DeadLetterStatus, DeadLetterStore
-from agora_kit.inbox import claim, inbox_table
 from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
-from agora_kit.relay import OutboxRelay, RelayConfig
-from agora_kit.retry import Backoff
+from agora_kit.outbox.relay import OutboxRelay, RelayConfig
 from agora_kit.settings import ServiceSettings
 from agora_kit.testing.poll import eventually
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition

@@ -23,11 +23,11 @@ from agora_kit.consumer import (
     HandlerTable,
     consumer_tables,
 )
+from agora_kit.consumer.inbox import claim, inbox_table
+from agora_kit.consumer.retry import Backoff
 from agora_kit.db import create_engine, create_session_factory, make_metadata
-from agora_kit.inbox import claim, inbox_table
 from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
-from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
 from agora_kit.testing.poll import eventually
 from prometheus_client import CollectorRegistry

@@ -15,10 +15,10 @@ from agora_kit.consumer import (
     PermanentError,
     StallDetector,
 )
+from agora_kit.consumer.deadletters import ErrorKind, feed_headers
 from agora_kit.consumer.handlers import Decoded, Poison, parse, type_label
 from agora_kit.consumer.lag import partition_lag
-from agora_kit.deadletters import ErrorKind, feed_headers
-from agora_kit.retry import Backoff, Record
+from agora_kit.consumer.retry import Backoff, Record
 from aiokafka import TopicPartition
 
 

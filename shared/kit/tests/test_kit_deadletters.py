@@ -11,14 +11,14 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from agora_kit.consumer import consumer_tables, create_consumer_tables, drop_consumer_tables
+from agora_kit.consumer.deadletters import DeadLetterStore, ErrorKind, store_dead_letter
+from agora_kit.consumer.inbox import create_inbox_table, drop_inbox_table, inbox_table
+from agora_kit.consumer.retry import Record
+from agora_kit.consumer.routes import dead_letter_router
 from agora_kit.db import create_engine, create_session_factory, make_metadata
-from agora_kit.deadletter_routes import dead_letter_router
-from agora_kit.deadletters import DeadLetterStore, ErrorKind, store_dead_letter
 from agora_kit.error_handlers import install_error_handlers
 from agora_kit.errors import Forbidden
-from agora_kit.inbox import create_inbox_table, drop_inbox_table, inbox_table
 from agora_kit.outbox import decode_headers, outbox_table
-from agora_kit.retry import Record
 from agora_kit.settings import ServiceSettings
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext

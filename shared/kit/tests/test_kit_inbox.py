@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from agora_kit.consumer.inbox import claim, inbox_table, is_processed, purge
 from agora_kit.db import create_engine, create_session_factory, make_metadata
-from agora_kit.inbox import claim, inbox_table, is_processed, purge
 from agora_kit.settings import ServiceSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 

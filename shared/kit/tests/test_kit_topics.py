@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 import pytest
 from agora_kit import topics as topics_module
+from agora_kit.consumer.retry import Backoff
 from agora_kit.lifecycle import Component
-from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
 from agora_kit.topics import TopicBootstrap
 from aiokafka.admin import AIOKafkaAdminClient

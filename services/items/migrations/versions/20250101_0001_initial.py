@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from agora_kit.consumer import create_consumer_tables, drop_consumer_tables
-from agora_kit.inbox import create_inbox_table, drop_inbox_table
+from agora_kit.consumer.inbox import create_inbox_table, drop_inbox_table
 from agora_kit.outbox import create_outbox_table, drop_outbox_table
 from alembic import op
 from sqlalchemy.dialects import postgresql

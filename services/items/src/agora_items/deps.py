@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from agora_kit.deadletters import DeadLetterStore
+from agora_kit.consumer.deadletters import DeadLetterStore
 from agora_kit.deps import CurrentUserDep, SessionDep, get_context
 from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork

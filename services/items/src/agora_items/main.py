@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agora_kit.app import create_service_app
-from agora_kit.deadletter_routes import dead_letter_router
+from agora_kit.consumer.routes import dead_letter_router
 from agora_kit.deps import require_admin
 from fastapi import APIRouter, FastAPI
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from agora_contract import Envelope, Event, ItemDeleted, UserDeleted
-from agora_kit.inbox import claim
+from agora_kit.consumer.inbox import claim
 from agora_kit.uow import UnitOfWork
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 

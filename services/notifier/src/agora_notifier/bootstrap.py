@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from agora_contract import topics
 from agora_kit.consumer import ConsumerConfig, ConsumerLoop, FailurePolicy
-from agora_kit.deadletters import DeadLetterStore
+from agora_kit.consumer.deadletters import DeadLetterStore
 from agora_kit.kafka import create_producer
 from agora_kit.lifecycle import Component
-from agora_kit.relay import OutboxRelay, RelayConfig
+from agora_kit.outbox.relay import OutboxRelay, RelayConfig
 from agora_kit.runtime import Platform
 from agora_kit.topics import TopicBootstrap
 from aiokafka import AIOKafkaProducer

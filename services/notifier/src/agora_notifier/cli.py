@@ -13,15 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from agora_kit.db import create_engine, create_session_factory
-from agora_kit.deadletter_routes import DeadLetterPublic
-from agora_kit.deadletters import (
+from agora_kit.consumer.deadletters import (
     DeadLetter,
     DeadLetterNotFound,
     DeadLetterNotPending,
     DeadLetterStatus,
     DeadLetterStore,
 )
+from agora_kit.consumer.routes import DeadLetterPublic
+from agora_kit.db import create_engine, create_session_factory
 from agora_kit.outages import dependency_down
 
 from agora_notifier import models

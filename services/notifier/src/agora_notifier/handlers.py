@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agora_contract import Envelope, Event
 from agora_kit.consumer import HandlerContext, HandlerTable, PermanentError
+from agora_kit.consumer.inbox import claim
 from agora_kit.context import request_id_var
-from agora_kit.inbox import claim
 from agora_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 

@@ -6,8 +6,8 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from agora_kit.consumer import consumer_tables
+from agora_kit.consumer.inbox import inbox_table
 from agora_kit.db import make_metadata
-from agora_kit.inbox import inbox_table
 from agora_kit.outbox import outbox_table
 from sqlalchemy.dialects.postgresql import JSONB
 

@@ -36,7 +36,7 @@ from agora_contract import (
     UserUpdated,
 )
 from agora_kit.consumer import TransientError
-from agora_kit.deadletters import REDACTED
+from agora_kit.consumer.deadletters import REDACTED
 from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from agora_contract import Envelope, NotificationFailed, NotificationSent
 from agora_kit import tracing
 from agora_kit.consumer import PermanentError, TransientError
+from agora_kit.consumer.retry import Backoff
 from agora_kit.outages import dependency_down
-from agora_kit.retry import Backoff
 from agora_kit.uow import UnitOfWork
 from jinja2 import TemplateError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

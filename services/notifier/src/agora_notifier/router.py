@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from agora_kit.deadletter_routes import dead_letter_router
+from agora_kit.consumer.routes import dead_letter_router
 from agora_kit.deps import CurrentUserDep, SessionDep, require_admin
 from agora_kit.params import SkipDep
 from fastapi import APIRouter, Query

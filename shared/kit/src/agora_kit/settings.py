@@ -106,7 +106,7 @@ class ServiceSettings(BaseSettings):
     idempotency_lock_ttl_s: int = Field(default=10, ge=1, validation_alias="IDEMPOTENCY_LOCK_TTL_S")
     # --- end of part "http" ---
 
-    # --- part "data": outbox relay and outbox retention (agora_kit.relay) ---
+    # --- part "data": outbox relay and outbox retention (agora_kit.outbox.relay) ---
     #: Published outbox rows keep their payload this long (replay after a broker loss), then
     #: ``value`` and ``headers`` are scrubbed: they may hold personal data.
     outbox_retention_days: float = Field(

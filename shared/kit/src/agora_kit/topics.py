@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from agora_kit.consumer.retry import Backoff
 from agora_kit.kafka import ensure_topics
-from agora_kit.retry import Backoff
 from agora_kit.settings import ServiceSettings
 
 logger = logging.getLogger("agora.topics")

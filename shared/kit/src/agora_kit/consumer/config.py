@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agora_kit.retry import Backoff
+from agora_kit.consumer.retry import Backoff
 from agora_kit.settings import ServiceSettings
 
 

@@ -17,8 +17,10 @@ import structlog
 from agora_contract import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora_kit import retry, tracing
+from agora_kit import tracing
+from agora_kit.consumer import retry
 from agora_kit.consumer.config import ConsumerConfig, FailurePolicy
+from agora_kit.consumer.deadletters import ErrorKind, store_dead_letter
 from agora_kit.consumer.handlers import (
     Decoded,
     Handler,
@@ -30,10 +32,9 @@ from agora_kit.consumer.handlers import (
     type_label,
 )
 from agora_kit.consumer.metrics import ConsumerMetrics
+from agora_kit.consumer.retry import Record, RetryRow
 from agora_kit.consumer.tables import ConsumerTables
 from agora_kit.context import request_id_var
-from agora_kit.deadletters import ErrorKind, store_dead_letter
-from agora_kit.retry import Record, RetryRow
 
 log = structlog.get_logger(__name__)
 

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from agora_contract import EVENT_TYPES, Envelope, Event, InvalidEvent, UnknownEventType, decode
 
-from agora_kit.deadletters import ErrorKind
-from agora_kit.retry import Record
+from agora_kit.consumer.deadletters import ErrorKind
+from agora_kit.consumer.retry import Record
 
 
 class TransientError(Exception):

@@ -20,13 +20,13 @@ from agora_contract import Envelope, Event
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora_kit import retry
+from agora_kit.consumer import retry
 from agora_kit.consumer.config import ConsumerConfig, FailurePolicy
 from agora_kit.consumer.dispatch import Dispatcher
 from agora_kit.consumer.handlers import Handler
 from agora_kit.consumer.metrics import ConsumerMetrics
+from agora_kit.consumer.retry import Record
 from agora_kit.consumer.tables import ConsumerTables
-from agora_kit.retry import Record
 
 
 class _Partition:

@@ -19,7 +19,7 @@ from aiokafka.errors import IllegalStateError
 
 from agora_kit.consumer.config import ConsumerConfig
 from agora_kit.consumer.dispatch import Dispatcher
-from agora_kit.retry import Record
+from agora_kit.consumer.retry import Record
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ import time
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora_kit import retry
+from agora_kit.consumer import retry
 from agora_kit.consumer.dispatch import Dispatcher
 from agora_kit.consumer.handlers import describe
 

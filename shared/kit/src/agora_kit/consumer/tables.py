@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from agora_kit import retry
 from agora_kit._tables import MigrationOps
-from agora_kit.deadletters import (
+from agora_kit.consumer import retry
+from agora_kit.consumer.deadletters import (
     create_dead_letter_table,
     dead_letter_table,
     drop_dead_letter_table,

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Self
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from agora_kit.deadletters import (
+from agora_kit.consumer.deadletters import (
     DeadLetter,
     DeadLetterNotFound,
     DeadLetterNotPending,

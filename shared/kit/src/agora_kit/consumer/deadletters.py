@@ -23,11 +23,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.schema import SchemaItem
 
-from agora_kit import retry
 from agora_kit._tables import MigrationOps
+from agora_kit.consumer import retry
+from agora_kit.consumer.retry import Executor, Record
 from agora_kit.outbox import REDACTED as REDACTED
 from agora_kit.outbox import enqueue, redact_secrets
-from agora_kit.retry import Executor, Record
 
 DEAD_LETTER_TABLE_NAME = "dead_letter"
 #: Errors are cut to this length in the row and the feed header.

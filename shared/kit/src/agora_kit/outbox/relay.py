@@ -29,7 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agora_kit import outbox as ob
 from agora_kit._aio import shielded
-from agora_kit.publisher import BatchPublisher, ProducerFactory, PublisherLimits, PublishFailedError
+from agora_kit.outbox.publisher import (
+    BatchPublisher,
+    ProducerFactory,
+    PublisherLimits,
+    PublishFailedError,
+)
 from agora_kit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)

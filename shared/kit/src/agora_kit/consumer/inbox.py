@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import SchemaItem
 
 from agora_kit._tables import MigrationOps
-from agora_kit.retry import Executor
+from agora_kit.consumer.retry import Executor
 
 INBOX_TABLE_NAME = "inbox"
 
