@@ -10,7 +10,8 @@ from agora_items.config import ItemsSettings
 from agora_items.consumer import UserProjection
 from agora_items.currencies import check_currency, price_fits
 from agora_items.etags import etag_for, if_match_holds, if_none_match_hits
-from agora_items.schemas import ItemCreate, ItemPublic, ItemReplace, ItemUpdate, normalise_tags
+from agora_items.fields import normalise_tags
+from agora_items.schemas import ItemCreate, ItemPublic, ItemReplace, ItemUpdate
 from pydantic import ValidationError
 
 

@@ -14,19 +14,9 @@ from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 from agora_items import service
 from agora_items.deps import CurrentUserDep, SessionDep, UowDep
 from agora_items.etags import etag_for, if_none_match_hits
+from agora_items.fields import MAX_TAGS, TAG_SCHEMA, Currency, normalise_tags
 from agora_items.models import PRICE_PRECISION, PRICE_SCALE, Item, ItemStatus
-from agora_items.schemas import (
-    MAX_TAGS,
-    TAG_SCHEMA,
-    Currency,
-    ItemCreate,
-    ItemPage,
-    ItemPublic,
-    ItemReplace,
-    ItemUpdate,
-    SortOrder,
-    normalise_tags,
-)
+from agora_items.schemas import ItemCreate, ItemPage, ItemPublic, ItemReplace, ItemUpdate, SortOrder
 
 MAX_LIMIT: Final = 100
 MAX_SKIP: Final = MAX_OFFSET

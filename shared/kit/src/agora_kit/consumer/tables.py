@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from agora_kit._tables import MigrationOps
 from agora_kit.consumer import retry
-from agora_kit.consumer.deadletters import (
+from agora_kit.consumer.deadletter_table import (
     create_dead_letter_table,
     dead_letter_table,
     drop_dead_letter_table,
