@@ -46,9 +46,10 @@ from urllib.parse import unquote
 import aiosmtplib
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.observe import service_gauges
-from agora_deploy.stack import ComponentInfo, Infra, database_url
+from agora_deploy.stack import ComponentInfo, database_url
 from agora_deploy.up import UpOptions, bring_up
 from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
 from agora_kit.testing.mail import MailClient

@@ -14,11 +14,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.kafka import start_kafka
 from agora_deploy.launchers.postgres import start_postgres
 from agora_deploy.launchers.process import LaunchError, free_port, pid_alive
 from agora_deploy.launchers.redis import start_redis
-from agora_deploy.stack import Infra
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -116,7 +116,7 @@ def test_processes_die_with_the_run_that_started_them(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from agora_deploy.stack import Infra
+        from agora_deploy.infra import Infra
         infra = Infra(Path({str(tmp_path / "state")!r}), die_with_parent=True, ephemeral=True)
         infra.start_postgres(); infra.start_redis(); infra.start_kafka()
         print(" ".join(str(c.pid) for c in infra.ordered()), flush=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import free_port
 from agora_deploy.observe import service_gauges
-from agora_deploy.stack import Infra
 from agora_deploy.up import UpOptions, bring_up
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from agora_deploy import supervise, supervisor_state
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import ManagedProcess, free_port, pid_alive, port_is_open
-from agora_deploy.stack import ComponentInfo, Infra, read_stack
+from agora_deploy.stack import ComponentInfo, read_stack
 from agora_deploy.supervise import Supervisor
 from agora_deploy.supervisor_state import request_restart
 from agora_deploy.testing import run_agora as _agora

@@ -27,9 +27,15 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
 #: Where the launcher and the kit read variables outside the settings classes.
 READERS = (
     "deploy/src/agora_deploy/cli.py",
+    "deploy/src/agora_deploy/cli_more.py",
     "deploy/src/agora_deploy/stack.py",
+    "deploy/src/agora_deploy/infra.py",
     "deploy/src/agora_deploy/up.py",
+    "deploy/src/agora_deploy/supervisor_run.py",
     "deploy/src/agora_deploy/containers.py",
+    "deploy/src/agora_deploy/container_infra.py",
+    "deploy/src/agora_deploy/launchers/storage.py",
+    "shared/kit/src/agora_kit/tracing.py",
     "deploy/src/agora_deploy/launchers/kafka.py",
     "deploy/src/agora_deploy/launchers/gateway.py",
     "shared/kit/src/agora_kit/metrics.py",

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from agora_deploy.cli_more import demo, events_app, mount_service_commands, trace_command
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import LaunchError
 from agora_deploy.services import REGISTRY
 from agora_deploy.stack import (
     ComponentInfo,
-    Infra,
     default_state_dir,
     read_stack,
     running_pids,

@@ -7,9 +7,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.kafka import Broker
 from agora_deploy.launchers.process import LaunchError, free_port
-from agora_deploy.stack import ComponentInfo, Infra
+from agora_deploy.stack import ComponentInfo
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, port_is_open
-from agora_deploy.stack import ComponentInfo, Infra
+from agora_deploy.stack import ComponentInfo
 from agora_deploy.supervisor_state import (
     CONTROL_DIR,
 )

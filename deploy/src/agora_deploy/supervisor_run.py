@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.kafka import DurableBroker
 from agora_deploy.launchers.process import LaunchError, pid_alive
-from agora_deploy.stack import Infra
 from agora_deploy.supervise import (
     Supervisor,
     logger,

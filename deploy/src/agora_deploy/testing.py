@@ -22,10 +22,11 @@ from agora_kit.testing.mail import MailClient
 
 # Re-exported: the deploy tests and the fuzz suite run the CLI through this module.
 from agora_deploy.clirun import run_agora as run_agora
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.kafka import Broker
 from agora_deploy.launchers.process import free_port
 from agora_deploy.services import INSTALL_HINT, missing_services
-from agora_deploy.stack import Infra, database_url
+from agora_deploy.stack import database_url
 from agora_deploy.up import UpOptions, bring_up
 
 # Its hooks say in the header and the summary which infrastructure the tests ran on.

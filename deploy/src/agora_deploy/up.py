@@ -20,10 +20,11 @@ from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
 from agora_kit.tracing import TRACES_DIR_ENV
 
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.gateway import start_gateway
 from agora_deploy.launchers.process import LaunchError, ManagedProcess, free_port
 from agora_deploy.services import ServiceSpec, available_services, selected_services
-from agora_deploy.stack import ComponentInfo, Infra, database_url
+from agora_deploy.stack import ComponentInfo, database_url
 from agora_deploy.traces import traces_dir
 
 HOST = "127.0.0.1"

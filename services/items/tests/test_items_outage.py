@@ -10,7 +10,7 @@ import socket
 import time
 
 import pytest
-from agora_deploy.stack import Infra
+from agora_deploy.infra import Infra
 from agora_items.config import ItemsSettings
 from agora_items.main import create_app
 from agora_items.testing import ItemsHarness
