@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from agora_contract import SendEmailVerification, SendPasswordReset, UserRegistered
-from agora_kit.consumer.deadletters import ErrorKind, store_dead_letter
+from agora_kit.consumer.deadletter_table import ErrorKind
+from agora_kit.consumer.deadletters import store_dead_letter
 from agora_kit.consumer.retry import Record
 from agora_kit.db import create_engine
 from agora_kit.testing.jwt import JwtKeyring

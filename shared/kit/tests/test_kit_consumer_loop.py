@@ -32,7 +32,8 @@ from agora_kit.consumer import (
     consumer_tables,
     fetch_group_lag,
 )
-from agora_kit.consumer.deadletters import DeadLetterNotPending, DeadLetterStatus, DeadLetterStore
+from agora_kit.consumer.deadletter_table import DeadLetterStatus
+from agora_kit.consumer.deadletters import DeadLetterNotPending, DeadLetterStore
 from agora_kit.consumer.inbox import claim, inbox_table
 from agora_kit.consumer.retry import Backoff
 from agora_kit.db import create_engine, create_session_factory, make_metadata

@@ -15,7 +15,8 @@ from agora_kit.consumer import (
     PermanentError,
     StallDetector,
 )
-from agora_kit.consumer.deadletters import ErrorKind, feed_headers
+from agora_kit.consumer.deadletter_feed import feed_headers
+from agora_kit.consumer.deadletter_table import ErrorKind
 from agora_kit.consumer.handlers import Decoded, Poison, parse, type_label
 from agora_kit.consumer.lag import partition_lag
 from agora_kit.consumer.retry import Backoff, Record

@@ -11,7 +11,8 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from agora_kit.consumer import consumer_tables, create_consumer_tables, drop_consumer_tables
-from agora_kit.consumer.deadletters import DeadLetterStore, ErrorKind, store_dead_letter
+from agora_kit.consumer.deadletter_table import ErrorKind
+from agora_kit.consumer.deadletters import DeadLetterStore, store_dead_letter
 from agora_kit.consumer.inbox import create_inbox_table, drop_inbox_table, inbox_table
 from agora_kit.consumer.retry import Record
 from agora_kit.consumer.routes import dead_letter_router

@@ -23,9 +23,10 @@ from starlette.routing import Route
 
 from agora_deploy.mailsink._json import json_field
 from agora_deploy.mailsink.chaos import Chaos, ChaosError
+from agora_deploy.mailsink.message import StoredMessage
 from agora_deploy.mailsink.mime import find_part, header_map
 from agora_deploy.mailsink.search import compile_query
-from agora_deploy.mailsink.store import MailStore, StoredMessage
+from agora_deploy.mailsink.store import MailStore
 
 VERSION = "agora-mailsink-0.1.0"
 DEFAULT_LIMIT = 50

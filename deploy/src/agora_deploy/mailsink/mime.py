@@ -13,7 +13,11 @@ from email import policy
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage, Message
 from email.utils import formataddr, getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
+
+from agora_deploy.mailsink.text import (
+    _WHITESPACE,
+    html_to_text,
+)
 
 SNIPPET_LENGTH = 200
 """Mailpit cuts snippets at 200 characters and appends an ellipsis."""
@@ -23,7 +27,6 @@ SNIPPET_LENGTH = 200
 _PARSE_ERRORS = (Exception,)
 _HEADER_SPLIT = re.compile(rb"\r?\n\r?\n")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_WHITESPACE = re.compile(r"\s+")
 _BASE57 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -203,42 +206,6 @@ def stamp_headers(raw: bytes, *, envelope_from: str, envelope_recipients: Iterab
     if _header_str(msg, "Return-Path").strip("<> ") != envelope_from:
         raw = _set_header(raw, "Return-Path", f"<{envelope_from}>")
     return raw
-
-
-def html_to_text(html: str) -> str:
-    """Return the visible text of an HTML document, whitespace collapsed."""
-    if not html:
-        return ""
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return _WHITESPACE.sub(" ", "".join(extractor.chunks)).strip()
-
-
-class _TextExtractor(HTMLParser):
-    _SKIP = frozenset({"script", "style", "head", "title"})
-    _BREAK = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BREAK:
-            self.chunks.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        elif tag in self._BREAK:
-            self.chunks.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.chunks.append(data)
 
 
 def _header_str(msg: Message, name: str) -> str:

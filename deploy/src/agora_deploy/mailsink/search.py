@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agora_deploy.mailsink.store import StoredMessage
+from agora_deploy.mailsink.message import StoredMessage
 
 _TERM = re.compile(r'(?P<neg>[-!])?(?:(?P<key>[a-z-]+):)?(?:"(?P<quoted>[^"]*)"|(?P<bare>\S+))')
 

@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from agora_kit.consumer.deadletter_table import DeadLetterStatus
 from agora_kit.consumer.deadletters import (
     DeadLetter,
     DeadLetterNotFound,
     DeadLetterNotPending,
-    DeadLetterStatus,
     DeadLetterStore,
 )
 from agora_kit.consumer.routes import DeadLetterPublic

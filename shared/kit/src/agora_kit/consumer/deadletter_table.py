@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,13 +10,26 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import SchemaItem
 
 from agora_kit._tables import MigrationOps
-from agora_kit.consumer.deadletters import (
-    DeadLetterStatus,
-    ErrorKind,
-)
-from agora_kit.outbox import REDACTED as REDACTED
 
 DEAD_LETTER_TABLE_NAME = "dead_letter"
+
+
+class ErrorKind(StrEnum):
+    """Why a message became a dead letter."""
+
+    MALFORMED = "malformed"  # not a CloudEvents envelope (bad JSON, missing attributes)
+    UNKNOWN_TYPE = "unknown_type"  # a ``type`` this contract version does not know
+    INVALID = "invalid"  # ``data`` fails its event's schema
+    PERMANENT = "permanent"  # the handler raised PermanentError
+    EXHAUSTED = "exhausted"  # transient failures until the last attempt
+
+
+class DeadLetterStatus(StrEnum):
+    """Where a dead letter is in its life."""
+
+    PENDING = "pending"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
 
 
 def _columns_and_constraints(name: str) -> list[SchemaItem]:

@@ -13,7 +13,6 @@ import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,49 +21,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_kit.consumer import retry
+from agora_kit.consumer.deadletter_feed import (
+    feed_headers,
+)
+from agora_kit.consumer.deadletter_table import DeadLetterStatus, ErrorKind
 from agora_kit.consumer.retry import Executor, Record
 from agora_kit.outbox import REDACTED as REDACTED
 from agora_kit.outbox import enqueue, redact_secrets
 
 #: Errors are cut to this length in the row and the feed header.
 MAX_ERROR_CHARS = 2000
-
-HEADER_ERROR = "x-agora-error"
-HEADER_ERROR_KIND = "x-agora-error-kind"
-HEADER_GROUP = "x-agora-consumer-group"
-HEADER_TOPIC = "x-agora-original-topic"
-HEADER_PARTITION = "x-agora-original-partition"
-HEADER_OFFSET = "x-agora-original-offset"
-HEADER_ATTEMPTS = "x-agora-attempts"
-_OUR_HEADERS = frozenset(
-    {
-        HEADER_ERROR,
-        HEADER_ERROR_KIND,
-        HEADER_GROUP,
-        HEADER_TOPIC,
-        HEADER_PARTITION,
-        HEADER_OFFSET,
-        HEADER_ATTEMPTS,
-    }
-)
-
-
-class ErrorKind(StrEnum):
-    """Why a message became a dead letter."""
-
-    MALFORMED = "malformed"  # not a CloudEvents envelope (bad JSON, missing attributes)
-    UNKNOWN_TYPE = "unknown_type"  # a ``type`` this contract version does not know
-    INVALID = "invalid"  # ``data`` fails its event's schema
-    PERMANENT = "permanent"  # the handler raised PermanentError
-    EXHAUSTED = "exhausted"  # transient failures until the last attempt
-
-
-class DeadLetterStatus(StrEnum):
-    """Where a dead letter is in its life."""
-
-    PENDING = "pending"
-    REPLAYED = "replayed"
-    DISCARDED = "discarded"
 
 
 class DeadLetterNotFound(LookupError):  # noqa: N818 - reads better at call sites
@@ -96,24 +62,6 @@ class DeadLetter:
     status: DeadLetterStatus
     replayed_at: datetime | None
     discarded_at: datetime | None
-
-
-def feed_headers(
-    record: Record, *, group: str, error: str, kind: ErrorKind, attempts: int
-) -> list[tuple[str, bytes]]:
-    """Return the headers of the ``<group>.dead-letter`` copy: the original ones plus ours."""
-    # Ours replace same-named originals: a dead letter of a dead letter names its last failure.
-    headers = [(k, v) for k, v in record.headers if k not in _OUR_HEADERS]
-    headers += [
-        (HEADER_ERROR, error.encode("utf-8", errors="replace")),
-        (HEADER_ERROR_KIND, kind.value.encode()),
-        (HEADER_GROUP, group.encode()),
-        (HEADER_TOPIC, record.topic.encode()),
-        (HEADER_PARTITION, str(record.partition).encode()),
-        (HEADER_OFFSET, str(record.offset).encode()),
-        (HEADER_ATTEMPTS, str(attempts).encode()),
-    ]
-    return headers
 
 
 async def store_dead_letter(

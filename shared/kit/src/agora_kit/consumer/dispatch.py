@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agora_kit import tracing
 from agora_kit.consumer import retry
 from agora_kit.consumer.config import ConsumerConfig, FailurePolicy
-from agora_kit.consumer.deadletters import ErrorKind, store_dead_letter
+from agora_kit.consumer.deadletter_table import ErrorKind
+from agora_kit.consumer.deadletters import store_dead_letter
 from agora_kit.consumer.handlers import (
     Decoded,
     Handler,

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from agora_contract import EVENT_TYPES, Envelope, Event, InvalidEvent, UnknownEventType, decode
 
-from agora_kit.consumer.deadletters import ErrorKind
+from agora_kit.consumer.deadletter_table import ErrorKind
 from agora_kit.consumer.retry import Record
 
 

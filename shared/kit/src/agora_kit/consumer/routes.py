@@ -17,13 +17,12 @@ from typing import Annotated, Any, Self
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from agora_kit.consumer.deadletter_table import DeadLetterStatus, ErrorKind
 from agora_kit.consumer.deadletters import (
     DeadLetter,
     DeadLetterNotFound,
     DeadLetterNotPending,
-    DeadLetterStatus,
     DeadLetterStore,
-    ErrorKind,
 )
 from agora_kit.errors import Conflict, NotFound
 from agora_kit.params import BIGINT_MAX, SkipDep
