@@ -24,7 +24,7 @@ from agora_deploy.launchers.mail import start_mail
 from agora_deploy.launchers.process import free_port
 from agora_deploy.mailsink import MailSink, MailSinkConfig, MailStore
 from agora_deploy.mailsink.disk import MailboxFile, MailboxLockedError
-from agora_deploy.mailsink.mime import header_map
+from agora_deploy.mailsink.headers import header_map
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -24,7 +24,8 @@ from agora_kit.settings import ServiceSettings
 from agora_notifier import models
 from agora_notifier.handlers import NotifierHandlers
 from agora_notifier.planning import Links
-from agora_notifier.postman import Postman, PostmanConfig
+from agora_notifier.postman import Postman
+from agora_notifier.postman_config import PostmanConfig
 from agora_notifier.rendering import Renderer
 from agora_notifier.smtp import SendError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

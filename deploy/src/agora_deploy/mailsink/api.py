@@ -23,8 +23,9 @@ from starlette.routing import Route
 
 from agora_deploy.mailsink._json import json_field
 from agora_deploy.mailsink.chaos import Chaos, ChaosError
+from agora_deploy.mailsink.headers import header_map
 from agora_deploy.mailsink.message import StoredMessage
-from agora_deploy.mailsink.mime import find_part, header_map
+from agora_deploy.mailsink.mime import find_part
 from agora_deploy.mailsink.search import compile_query
 from agora_deploy.mailsink.store import MailStore
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage, Message
-from email.utils import formataddr, getaddresses, parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 
 from agora_deploy.mailsink.text import (
     _WHITESPACE,
@@ -25,8 +24,7 @@ SNIPPET_LENGTH = 200
 # The stdlib's structured header parser can fail on hostile input with almost any exception
 # type (AttributeError and IndexError included); a mail sink must still store the message.
 _PARSE_ERRORS = (Exception,)
-_HEADER_SPLIT = re.compile(rb"\r?\n\r?\n")
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
 _BASE57 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
@@ -157,57 +155,6 @@ def find_part(raw: bytes, part_id: str) -> Part | None:
     return None
 
 
-def header_map(raw: bytes) -> dict[str, list[str]]:
-    """Return the headers as Go's net/mail reads them: canonical keys, unfolded raw values."""
-    block = _HEADER_SPLIT.split(raw, maxsplit=1)[0].decode("utf-8", errors="replace")
-    headers: dict[str, list[str]] = {}
-    name: str | None = None
-    for line in block.splitlines():
-        if line[:1] in (" ", "\t") and name is not None:
-            values = headers[name]
-            values[-1] = f"{values[-1]} {line.strip()}".strip()
-            continue
-        key, sep, value = line.partition(":")
-        if not sep:
-            name = None
-            continue
-        name = canonical_header_key(key.strip())
-        headers.setdefault(name, []).append(value.strip())
-    return dict(sorted(headers.items()))
-
-
-def canonical_header_key(key: str) -> str:
-    """Return Go's CanonicalMIMEHeaderKey: 'message-id' becomes 'Message-Id'."""
-    if not _TOKEN.match(key):
-        return key
-    return "-".join(word[:1].upper() + word[1:].lower() for word in key.split("-"))
-
-
-def stamp_headers(raw: bytes, *, envelope_from: str, envelope_recipients: Iterable[str]) -> bytes:
-    """Add what Mailpit adds on receipt: Return-Path, a missing Message-ID, envelope-only Bcc."""
-    msg = email.message_from_bytes(raw, _class=EmailMessage, policy=policy.default)
-    seen = {a.address.lower() for field in ("To", "Cc", "Bcc") for a in _addresses(msg, field)}
-    missing: list[str] = []
-    for rcpt in envelope_recipients:
-        if rcpt.lower() not in seen:
-            seen.add(rcpt.lower())
-            missing.append(rcpt)
-    if missing:
-        # Rebuild Bcc from what parsed: an unparsable original (say "(") joined with the
-        # envelope recipients would hide them from every later reader.
-        kept = [
-            formataddr((a.name, a.address))
-            for a in _addresses(msg, "Bcc")
-            if "@" in a.address and a.address.isascii() and a.address.isprintable()
-        ]
-        raw = _set_header(raw, "Bcc", ", ".join([*kept, *missing]))
-    if not _header_str(msg, "Message-ID").strip("<> "):
-        raw = _set_header(raw, "Message-ID", f"<{new_id()}@mailpit>")
-    if _header_str(msg, "Return-Path").strip("<> ") != envelope_from:
-        raw = _set_header(raw, "Return-Path", f"<{envelope_from}>")
-    return raw
-
-
 def _header_str(msg: Message, name: str) -> str:
     try:
         value = msg.get(name)
@@ -307,27 +254,3 @@ def _leaves(part: Message, prefix: str) -> Iterator[tuple[str, Message]]:
     for index, child in enumerate(children, start=1):
         if isinstance(child, Message):
             yield from _leaves(child, f"{prefix}.{index}" if prefix else str(index))
-
-
-def _raw_headers(raw: bytes) -> list[tuple[str, str]]:
-    return [(key.lower(), value) for key, values in header_map(raw).items() for value in values]
-
-
-def _set_header(raw: bytes, name: str, value: str) -> bytes:
-    """Replace every occurrence of a header (with its folded lines) by one at the top."""
-    newline = b"\r\n" if b"\r\n" in raw[:2048] or not raw else b"\n"
-    match = _HEADER_SPLIT.search(raw)
-    head, rest = (raw[: match.start()], raw[match.start() :]) if match else (raw, b"")
-    kept: list[bytes] = []
-    dropping = False
-    target = name.lower().encode()
-    for line in head.splitlines():
-        if line[:1] in (b" ", b"\t"):
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = line.split(b":", 1)[0].strip().lower() == target
-        if not dropping:
-            kept.append(line)
-    first = f"{name}: {value}".encode()
-    return newline.join([first, *kept]) + rest

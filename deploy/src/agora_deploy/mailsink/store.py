@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agora_deploy.mailsink.disk import MailboxFile, Row
+from agora_deploy.mailsink.headers import stamp_headers
 from agora_deploy.mailsink.message import (
     StoredMessage,
     _parse_or_blank,
 )
-from agora_deploy.mailsink.mime import new_id, stamp_headers
+from agora_deploy.mailsink.mime import new_id
 
 DEFAULT_MAX_MESSAGES = 50_000
 

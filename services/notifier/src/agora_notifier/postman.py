@@ -14,9 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TypeVar
 
@@ -24,7 +22,6 @@ import sqlalchemy as sa
 from agora_contract import Envelope, NotificationFailed, NotificationSent
 from agora_kit import tracing
 from agora_kit.consumer import PermanentError, TransientError
-from agora_kit.consumer.retry import Backoff
 from agora_kit.outages import dependency_down
 from agora_kit.uow import UnitOfWork
 from jinja2 import TemplateError
@@ -33,6 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agora_notifier import models
 from agora_notifier.metrics import EmailMetrics, EmailOutcome
 from agora_notifier.models import DeliveryStatus
+from agora_notifier.postman_config import (
+    MAX_ERROR,
+    PostmanConfig,
+)
 from agora_notifier.records import scrub_user
 from agora_notifier.rendering import Kind, Renderer, build_message
 from agora_notifier.sendpath import Claimed, Outcome, Step, decide, on_send_error, on_throttled
@@ -43,24 +44,6 @@ logger = logging.getLogger("agora.notifier.postman")
 
 D = models.delivery
 T = TypeVar("T")
-#: Between attempts of the outcome mark: 0.2 s, doubling, at most 2 s.
-MARK_BACKOFF = Backoff(base_s=0.2, max_s=2.0)
-MAX_ERROR = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PostmanConfig:
-    """How deliveries are addressed and bounded."""
-
-    sender: Address
-    message_id_domain: str
-    send_lease_s: float = 60.0
-    #: The consumer's attempts; the last one marks a still-failing delivery ``failed``.
-    max_attempts: int = 8
-    #: How long a database blip on the mark after a send is retried. A mark that is lost
-    #: leaves the row ``sending``, so the email goes again once ``send_lease_s`` is over.
-    mark_retry_s: float = 10.0
-    mark_backoff: Backoff = MARK_BACKOFF
 
 
 class Postman:
