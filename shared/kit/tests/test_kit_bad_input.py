@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from agora_kit.app import create_service_app
-from agora_kit.auth import CurrentUserDep
+from agora_kit.auth_deps import CurrentUserDep
 from agora_kit.deps import SessionDep
 from agora_kit.settings import ServiceSettings
 from agora_kit.testing.app import app_client

@@ -11,16 +11,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import jwt
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPBearer
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agora_kit.errors import Forbidden, ServiceUnavailable, Unauthorized
+from agora_kit.errors import ServiceUnavailable, Unauthorized
 from agora_kit.params import parse_user_id
 from agora_kit.settings import ServiceSettings
 
@@ -35,7 +33,6 @@ REVOKED_PREFIX = "agora:revoked:"
 _GLOBAL_REFETCH_GAP_S = 1.0
 #: After a failed fetch with nothing cached, fail fast for this long instead of piling up.
 _FAILED_FETCH_BACKOFF_S = 1.0
-_STATE_KEY = "agora.principal"
 #: Tokens whose signature and claims were verified, remembered so a client's next requests with
 #: the same token skip the signature check (the revocation list is still read every time).
 _VERIFIED_MAX = 4096
@@ -283,65 +280,3 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         jti=jti,
         exp=datetime.fromtimestamp(exp, tz=UTC),
     )
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """Return the token of a ``Bearer`` Authorization header; None when there is no header."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("Use 'Authorization: Bearer <token>'.", error="invalid_request")
-    return token
-
-
-async def authenticate(
-    state: dict[str, Any], verifier: JwtVerifier, authorization: str | None
-) -> Principal | None:
-    """Verify the request's bearer token once per request (cached in the ASGI scope state)."""
-    token = bearer_token(authorization)
-    if token is None:
-        return None
-    cached = state.get(_STATE_KEY)
-    if isinstance(cached, tuple) and cached[0] == token:
-        principal: Principal = cached[1]
-        return principal
-    principal = await verifier.verify(token)
-    state[_STATE_KEY] = (token, principal)
-    return principal
-
-
-# Declares the scheme in OpenAPI; verification is ours, so it never raises by itself.
-_bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="AccessToken")
-
-
-async def optional_user(
-    request: Request, _scheme: Any = Security(_bearer_scheme)
-) -> Principal | None:
-    """Return the caller when a token is sent (401 if it is invalid), else None."""
-    verifier: JwtVerifier = request.app.state.ctx.verifier
-    state: dict[str, Any] = request.scope.setdefault("state", {})
-    return await authenticate(state, verifier, request.headers.get("authorization"))
-
-
-async def current_user(principal: Principal | None = Depends(optional_user)) -> Principal:
-    """Return the caller; 401 without a valid token."""
-    if principal is None:
-        # RFC 6750 §3.1: no error code when the request carried no credentials at all.
-        raise Unauthorized("Authentication is required.", error=None)
-    return principal
-
-
-OptionalUserDep = Annotated[Principal | None, Depends(optional_user)]
-CurrentUserDep = Annotated[Principal, Depends(current_user)]
-
-
-async def require_admin(principal: CurrentUserDep) -> Principal:
-    """Return the caller if it is an admin; 403 otherwise."""
-    if not principal.is_admin:
-        raise Forbidden("This action requires the admin role.")
-    return principal
-
-
-AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -10,11 +10,11 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agora_kit.auth import (
+from agora_kit.auth import Principal
+from agora_kit.auth_deps import (
     AdminDep,
     CurrentUserDep,
     OptionalUserDep,
-    Principal,
     current_user,
     optional_user,
     require_admin,

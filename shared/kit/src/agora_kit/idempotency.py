@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agora_kit._aio import shielded
-from agora_kit.auth import authenticate
+from agora_kit.auth_deps import authenticate
 from agora_kit.error_handlers import domain_problem
 from agora_kit.errors import DomainError, Unauthorized
 from agora_kit.idempotency_store import (
