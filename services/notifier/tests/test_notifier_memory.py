@@ -23,11 +23,11 @@ from agora_kit.db import create_engine, create_session_factory
 from agora_kit.settings import ServiceSettings
 from agora_notifier import models
 from agora_notifier.handlers import NotifierHandlers
-from agora_notifier.planning import Links
 from agora_notifier.postman import Postman
 from agora_notifier.postman_config import PostmanConfig
 from agora_notifier.rendering import Renderer
 from agora_notifier.smtp import SendError
+from agora_notifier.wording import Links
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 #: A backoff no test could wait for: only MemoryConsumer.run_retries gets past it.

@@ -9,7 +9,6 @@ from email import message_from_bytes, policy
 import pytest
 from agora_contract import FieldChange, ItemUpdated
 from agora_notifier.config import NotifierSettings
-from agora_notifier.planning import Links, describe_changes
 from agora_notifier.rendering import (
     Kind,
     Renderer,
@@ -20,6 +19,7 @@ from agora_notifier.rendering import (
 )
 from agora_notifier.smtp import classify, flatten
 from agora_notifier.smtp_url import TlsMode, parse_smtp_url
+from agora_notifier.wording import Links, describe_changes
 from aiosmtplib.errors import (
     SMTPAuthenticationError,
     SMTPRecipientRefused,

@@ -20,12 +20,12 @@ from agora_notifier import models
 from agora_notifier.config import NotifierSettings
 from agora_notifier.handlers import NotifierHandlers
 from agora_notifier.metrics import EmailMetrics
-from agora_notifier.planning import Links
 from agora_notifier.postman import Postman
 from agora_notifier.postman_config import PostmanConfig
 from agora_notifier.rendering import Renderer, email_header_fix_missing, sender_address
 from agora_notifier.smtp import SenderComponent, SmtpSender
 from agora_notifier.throttle import RedisThrottle
+from agora_notifier.wording import Links
 
 logger = logging.getLogger("agora.notifier")
 

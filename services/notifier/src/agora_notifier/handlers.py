@@ -10,9 +10,10 @@ from agora_kit.uow import UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
-from agora_notifier.planning import PLANNERS, Links, final_attempt, secret_context
+from agora_notifier.planning import PLANNERS, final_attempt, secret_context
 from agora_notifier.postman import Postman
 from agora_notifier.records import record
+from agora_notifier.wording import Links
 
 
 class NotifierHandlers:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from agora_contract import (
     Envelope,
@@ -37,33 +34,25 @@ from agora_contract import (
 )
 from agora_kit.consumer import TransientError
 from agora_kit.consumer.deadletters import REDACTED
-from pydantic import JsonValue
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agora_notifier import projection, records
 from agora_notifier.projection import clean_name
 from agora_notifier.records import Planned, scrub_user
-from agora_notifier.rendering import ITEM_KINDS, Kind, clean_header_text, normalise_address
+from agora_notifier.rendering import ITEM_KINDS, Kind, normalise_address
+from agora_notifier.wording import (
+    REASONS,
+    Links,
+    _greet,
+    describe_changes,
+    when,
+)
 
 logger = logging.getLogger("agora.notifier.planning")
 #: Set by the handler: whether this is the event's last attempt (no retry will follow).
 final_attempt: ContextVar[bool] = ContextVar("final_attempt", default=True)
 
-#: The greeting's name when none is known.
-FALLBACK_NAME = "there"
-REASONS = {
-    "owner_request": "you deleted it.",
-    "owner_deleted": "your account was deleted.",
-}
-LABELS = {
-    "name": "Name",
-    "description": "Description",
-    "price": "Price",
-    "currency": "Currency",
-    "tags": "Tags",
-    "status": "Status",
-}
-MAX_VALUE_CHARS = 80
+
 #: Registration emails one address may receive per window, whichever accounts name it.
 UNVERIFIED_BOUND = 5
 #: The kinds an address nobody verified can receive (and that count towards its bound).
@@ -72,36 +61,7 @@ BOUND_WINDOW_S = 86_400
 NOT_VERIFIED = "address not verified"
 
 
-@dataclass(frozen=True, slots=True)
-class Links:
-    """Builds the links in emails from the gateway's public URL."""
-
-    public_url: str
-
-    def base(self) -> str:
-        """The public URL without a trailing slash."""
-        return self.public_url.rstrip("/")
-
-    def item(self, item_id: int) -> str:
-        """The public page of an item."""
-        return f"{self.base()}/items/{item_id}"
-
-    def token(self, path: str, token: str) -> str:
-        """A one-time link carrying ``token``."""
-        return f"{self.base()}/{path}?token={quote(token, safe='')}"
-
-
 Planner = Callable[[AsyncSession, Envelope, Any, Links], Awaitable[list[Planned]]]
-
-
-def when(value: datetime) -> str:
-    """Format an instant for people (UTC, minutes)."""
-    return value.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _greet(name: str | None) -> str:
-    cleaned = clean_name(name or "")
-    return cleaned or FALLBACK_NAME
 
 
 async def _live_recipient(
@@ -262,31 +222,6 @@ async def plan_item_created(
     )
     await projection.apply_item_created(session, event, envelope.aggregateversion)
     return mail
-
-
-def _shown(value: JsonValue) -> str:
-    if value is None or value == "" or value == []:
-        return "(none)"
-    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-    text = clean_header_text(text, limit=MAX_VALUE_CHARS + 1)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
-
-
-def describe_changes(event: ItemUpdated, currency: str | None) -> list[dict[str, str]]:
-    """The changed fields for people: prices with their currency, long texts shortened."""
-    changes: list[dict[str, str]] = []
-    new_currency = event.changes.get("currency")
-    for name, change in sorted(event.changes.items(), key=lambda kv: (kv[0] != "price", kv[0])):
-        old, new = _shown(change.old), _shown(change.new)
-        if name == "price":
-            old_cur = new_cur = currency or ""
-            if new_currency is not None:
-                old_cur, new_cur = str(new_currency.old or ""), str(new_currency.new or "")
-            old, new = f"{old} {old_cur}".strip(), f"{new} {new_cur}".strip()
-        changes.append(
-            {"label": LABELS.get(name, name.replace("_", " ").capitalize()), "old": old, "new": new}
-        )
-    return changes
 
 
 async def plan_item_updated(
