@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, StringConstraints, WithJsonSchema
 
-from agora_items import service
+from agora_items import changes, service
 from agora_items.deps import CurrentUserDep, SessionDep, UowDep
 from agora_items.etags import etag_for, if_none_match_hits
 from agora_items.fields import MAX_TAGS, TAG_SCHEMA, Currency, normalise_tags
@@ -189,7 +189,7 @@ async def update_item(
     if_match: IfMatch = None,
 ) -> ItemPublic:
     """Change the fields sent (owner only); `description: null` clears the description."""
-    item = await service.update_item(
+    item = await changes.update_item(
         uow=uow,
         item_id=item_id,
         actor_id=principal.user_id,
@@ -209,7 +209,7 @@ async def replace_item(
     if_match: IfMatch = None,
 ) -> ItemPublic:
     """Replace the item's fields (owner only); omitted optional fields take their defaults."""
-    item = await service.replace_item(
+    item = await changes.replace_item(
         uow=uow, item_id=item_id, actor_id=principal.user_id, item_in=item_in, if_match=if_match
     )
     return _public(item, response)
@@ -225,7 +225,7 @@ async def delete_item(
     item_id: ItemId, principal: CurrentUserDep, uow: UowDep, if_match: IfMatch = None
 ) -> Response:
     """Delete the item (owner only)."""
-    await service.delete_item(
+    await changes.delete_item(
         uow=uow, item_id=item_id, actor_id=principal.user_id, if_match=if_match
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

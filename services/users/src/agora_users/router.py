@@ -9,7 +9,7 @@ from agora_kit.params import BIGINT_MAX, MAX_OFFSET
 from agora_kit.problems import Problem
 from fastapi import APIRouter, Path, Query, Response, status
 
-from agora_users import admin, service
+from agora_users import account, admin, service
 from agora_users.deps import (
     AdminDep,
     ClientDep,
@@ -67,7 +67,7 @@ async def update_me(changes: UserUpdate, principal: CurrentUserDep, uow: UowDep)
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=_AUTH_ERRORS)
 async def delete_me(principal: CurrentUserDep, uow: UowDep, rt: RuntimeDep) -> Response:
     """Delete the caller's account and its personal data; every session ends."""
-    revoked = await service.delete_user(
+    revoked = await account.delete_user(
         uow=uow,
         user_id=principal.user_id,
         current=Revocation(jti=principal.jti, expires_at=principal.exp),
@@ -90,7 +90,7 @@ async def change_email(
     body: EmailChange, principal: CurrentUserDep, uow: UowDep, rt: RuntimeDep, client: ClientDep
 ) -> object:
     """Change the caller's email address (current password required); verify it again."""
-    return await service.change_email(
+    return await account.change_email(
         uow=uow,
         passwords=rt.passwords,
         signer=rt.signer,
@@ -120,7 +120,7 @@ async def change_password(
     client: ClientDep,
 ) -> Response:
     """Change the caller's password; the account's other sessions end."""
-    revoked = await service.change_password(
+    revoked = await account.change_password(
         uow=uow,
         passwords=rt.passwords,
         guard=rt.login_guard,
