@@ -6,7 +6,6 @@ SQLAlchemy, Redis, httpx and aiokafka with the ecosystem's packages, and makes o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -19,25 +18,26 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
-    SpanExportResult,
 )
 from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_ON,
-    Decision,
     ParentBased,
-    Sampler,
-    SamplingResult,
-    TraceIdRatioBased,
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from agora_kit.otel_export import (
+    JsonLinesExporter,
+)
+from agora_kit.otel_sampling import (
+    _root_sampler,
+    _TraceRoots,
+)
 from agora_kit.tracing import REQUEST_ID_ATTRIBUTE, TRACES_DIR_ENV
 
 logger = logging.getLogger("agora.tracing")
@@ -53,94 +53,6 @@ _tracer: trace.Tracer | None = None
 _instrumentors: list[Any] = []
 #: Whether aiokafka's instrumentation injects the producer span's context into the headers.
 _kafka_injects = False
-
-
-class JsonLinesExporter(SpanExporter):
-    """Appends finished spans as JSON lines to ``<folder>/<service>-<pid>.jsonl``."""
-
-    def __init__(self, folder: Path, service: str) -> None:
-        self._folder = folder
-        self._service = service
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Write ``spans``, one JSON object a line."""
-        lines = "".join(json.dumps(span_record(span), default=str) + "\n" for span in spans)
-        # The pid at export time: a forked worker writes its own file.
-        path = self._folder / f"{self._service}-{os.getpid()}.jsonl"
-        try:
-            with self._lock:
-                self._folder.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as out:
-                    out.write(lines)
-        except OSError:
-            logger.exception("cannot write spans to %s", path)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        """Nothing to release: every export opens and closes the file."""
-
-
-def span_record(span: ReadableSpan) -> dict[str, Any]:
-    """One span as the JSON object ``agora trace`` reads."""
-    ctx = span.get_span_context()
-    assert ctx is not None
-    parent = span.parent
-    return {
-        "trace_id": f"{ctx.trace_id:032x}",
-        "span_id": f"{ctx.span_id:016x}",
-        "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
-        "name": span.name,
-        "service": span.resource.attributes.get("service.name", ""),
-        "kind": span.kind.name,
-        "start_ns": span.start_time,
-        "end_ns": span.end_time,
-        "status": span.status.status_code.name,
-        "attributes": dict(span.attributes or {}),
-    }
-
-
-class _TraceRoots(Sampler):
-    """Traces start at requests and our own spans: a parentless client or poll span is noise.
-
-    The relay and the consumer poll the database every second and health probes query it: as
-    roots, those statements would each make a trace of one span.
-    """
-
-    def __init__(self, delegate: Sampler) -> None:
-        self._delegate = delegate
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Any = None,
-        links: Any = None,
-        trace_state: Any = None,
-    ) -> SamplingResult:
-        """Drop root client spans and aiokafka's per-poll receive spans; else delegate."""
-        if kind is SpanKind.CLIENT or (kind is SpanKind.CONSUMER and name.endswith(" receive")):
-            return SamplingResult(Decision.DROP)
-        return self._delegate.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
-
-    def get_description(self) -> str:
-        """Name the sampler (shown by the SDK)."""
-        return f"AgoraTraceRoots{{{self._delegate.get_description()}}}"
-
-
-def _root_sampler() -> Sampler:
-    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
-    if name in {"traceidratio", "parentbased_traceidratio"}:
-        try:
-            return TraceIdRatioBased(float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")))
-        except ValueError:
-            logger.warning("OTEL_TRACES_SAMPLER_ARG is not a number: sampling every trace")
-    return ALWAYS_ON
 
 
 def _processors(service: str) -> list[SpanProcessor]:
