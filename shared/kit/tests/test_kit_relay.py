@@ -22,7 +22,8 @@ from agora_deploy.launchers.kafka import Broker
 from agora_kit.db import create_engine, create_session_factory, make_metadata
 from agora_kit.kafka import create_producer, ensure_topics
 from agora_kit.outbox import outbox_table
-from agora_kit.outbox.relay import OutboxRelay, RelayConfig
+from agora_kit.outbox.relay import OutboxRelay
+from agora_kit.outbox.relay_config import RelayConfig
 from agora_kit.settings import ServiceSettings
 from agora_kit.testing.poll import eventually
 from agora_kit.uow import UnitOfWork

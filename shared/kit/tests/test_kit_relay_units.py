@@ -10,7 +10,8 @@ import pytest
 from agora_kit.db import make_metadata
 from agora_kit.outbox import outbox_table
 from agora_kit.outbox.publisher import AckTimeoutError, is_fatal
-from agora_kit.outbox.relay import OutboxRelay, RelayConfig
+from agora_kit.outbox.relay import OutboxRelay
+from agora_kit.outbox.relay_config import RelayConfig
 from agora_kit.settings import ServiceSettings
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (

@@ -9,7 +9,8 @@ from agora_kit.consumer import ConsumerLoop
 from agora_kit.consumer.deadletters import DeadLetterStore
 from agora_kit.kafka import create_producer
 from agora_kit.lifecycle import Component
-from agora_kit.outbox.relay import OutboxRelay, RelayConfig
+from agora_kit.outbox.relay import OutboxRelay
+from agora_kit.outbox.relay_config import RelayConfig
 from agora_kit.runtime import Platform
 from agora_kit.topics import TopicBootstrap
 
