@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from agora_kit.consumer.deadletters import DeadLetterStore
-from agora_kit.deps import CurrentUserDep, SessionDep, get_context
+from agora_kit.deps import CurrentUserDep, SessionDep, get_context, uow_dependency
 from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends
@@ -33,9 +33,8 @@ async def get_items_settings(ctx: ItemsContextDep) -> ItemsSettings:
     return ctx.settings
 
 
-async def get_uow(ctx: ItemsContextDep) -> UnitOfWork:
-    """Return a fresh unit of work (it opens its session on ``async with``)."""
-    return UnitOfWork(ctx.session_factory, outbox=outbox)
+#: A fresh unit of work per request over the service's outbox.
+get_uow = uow_dependency(outbox)
 
 
 async def get_dead_letter_store(ctx: ItemsContextDep) -> DeadLetterStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from agora_kit.consumer.deadletters import DeadLetterStore
-from agora_kit.deps import get_context
+from agora_kit.deps import get_context, uow_dependency
 from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends
@@ -19,9 +19,8 @@ NotifierContext = ServiceContext[NotifierSettings, NotifierRuntime]
 NotifierContextDep = Annotated[NotifierContext, Depends(get_context)]
 
 
-async def get_uow(ctx: NotifierContextDep) -> UnitOfWork:
-    """Return a fresh unit of work (the only thing that commits)."""
-    return UnitOfWork(ctx.session_factory, outbox=models.outbox)
+#: A fresh unit of work per request over the service's outbox.
+get_uow = uow_dependency(models.outbox)
 
 
 async def get_dead_letters(ctx: NotifierContextDep) -> DeadLetterStore:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from agora_kit.deps import AdminDep, CurrentUserDep, SessionDep, get_context
+from agora_kit.deps import AdminDep, CurrentUserDep, SessionDep, get_context, uow_dependency
 from agora_kit.runtime import ServiceContext
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends, Request
@@ -34,9 +34,8 @@ async def get_runtime(ctx: UsersContextDep) -> UsersRuntime:
     return ctx.runtime
 
 
-async def get_uow(ctx: UsersContextDep) -> UnitOfWork:
-    """Return a fresh unit of work over the service's database and outbox."""
-    return UnitOfWork(ctx.session_factory, outbox=OUTBOX)
+#: A fresh unit of work per request over the service's outbox.
+get_uow = uow_dependency(OUTBOX)
 
 
 async def client_address(request: Request) -> str | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import httpx
+import sqlalchemy as sa
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from agora_kit.auth_deps import (
 )
 from agora_kit.runtime import AnyContext
 from agora_kit.settings import ServiceSettings
+from agora_kit.uow import UnitOfWork
 
 __all__ = [
     "AdminDep",
@@ -36,6 +38,7 @@ __all__ = [
     "get_context",
     "optional_user",
     "require_admin",
+    "uow_dependency",
 ]
 
 
@@ -50,6 +53,20 @@ async def get_context(request: Request) -> AnyContext:
 
 
 ContextDep = Annotated[AnyContext, Depends(get_context)]
+
+
+def uow_dependency(outbox: sa.Table) -> Callable[[AnyContext], Awaitable[UnitOfWork]]:
+    """The dependency that gives each request a fresh unit of work over ``outbox``.
+
+    A service writes ``get_uow = uow_dependency(models.outbox)`` and
+    ``UowDep = Annotated[UnitOfWork, Depends(get_uow)]``.
+    """
+
+    async def get_uow(ctx: ContextDep) -> UnitOfWork:
+        """Return a fresh unit of work (it opens its session on ``async with``)."""
+        return UnitOfWork(ctx.session_factory, outbox=outbox)
+
+    return get_uow
 
 
 async def get_settings(ctx: ContextDep) -> ServiceSettings:
