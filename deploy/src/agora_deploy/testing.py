@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import httpx
 import pytest
+import pytest_asyncio
+from agora_kit.testing.jwt import JwksServer, JwtKeyring
 from agora_kit.testing.mail import MailClient
 
 # Re-exported: the deploy tests and the fuzz suite run the CLI through this module.
@@ -125,6 +127,19 @@ class SystemStack:
     def service_url(self, name: str) -> str:
         """Direct URL of one service (bypassing the gateway)."""
         return self.infra.components[name].url
+
+
+@pytest.fixture(scope="session")
+def jwt_keyring() -> JwtKeyring:
+    """Signing keys for the session: the users service's stand-in for the other suites."""
+    return JwtKeyring()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def jwks_server(jwt_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
+    """A loopback server publishing ``jwt_keyring``'s JWKS."""
+    async with JwksServer(jwt_keyring) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

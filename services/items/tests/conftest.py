@@ -32,19 +32,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def items_keyring() -> JwtKeyring:
-    """The suite's signing keys (the users service's stand-in)."""
-    return JwtKeyring()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def items_jwks(items_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
-    """A loopback server publishing the keyring's JWKS."""
-    async with JwksServer(items_keyring) as server:
-        yield server
-
-
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def items_database(create_database: Callable[[str], str]) -> str:
     """A fresh database migrated with the service's Alembic chain."""
@@ -64,7 +51,7 @@ async def items_database(create_database: Callable[[str], str]) -> str:
 
 @pytest.fixture(scope="session")
 def items_settings(
-    items_database: str, redis_url: str, kafka_bootstrap: str, items_jwks: JwksServer
+    items_database: str, redis_url: str, kafka_bootstrap: str, jwks_server: JwksServer
 ) -> ItemsSettings:
     """Settings for the suite's app: a users topic and consumer group of its own."""
     suffix = uuid.uuid4().hex[:8]
@@ -74,7 +61,7 @@ def items_settings(
         redis_url=redis_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,
-        jwks_url=items_jwks.url,
+        jwks_url=jwks_server.url,
         users_topic=f"test.items.users-events.{suffix}",
         consumer_group=f"items-test-{suffix}",
         log_json=False,
@@ -103,7 +90,7 @@ async def items_tap(items_settings: ItemsSettings) -> AsyncIterator[ItemsTap]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def items_svc(
-    items_settings: ItemsSettings, items_keyring: JwtKeyring, items_tap: ItemsTap
+    items_settings: ItemsSettings, jwt_keyring: JwtKeyring, items_tap: ItemsTap
 ) -> AsyncIterator[ItemsHarness]:
     """The running app (lifespan: relay and consumer) with a client and a producer."""
     producer = AIOKafkaProducer(
@@ -120,7 +107,7 @@ async def items_svc(
             harness = ItemsHarness(
                 app=app,
                 client=client,
-                keyring=items_keyring,
+                keyring=jwt_keyring,
                 settings=items_settings,
                 tap=items_tap,
                 producer=producer,

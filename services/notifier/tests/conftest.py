@@ -21,7 +21,7 @@ from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment
 from agora_kit.testing.app import app_client
 from agora_kit.testing.db import migrate
-from agora_kit.testing.jwt import JwksServer, JwtKeyring
+from agora_kit.testing.jwt import JwksServer
 from agora_kit.testing.mail import MailApi
 from agora_notifier.config import NotifierSettings
 from agora_notifier.main import create_app
@@ -30,19 +30,6 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def notifier_keyring() -> JwtKeyring:
-    """The suite's signing keys (the users service's stand-in)."""
-    return JwtKeyring()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def notifier_jwks(notifier_keyring: JwtKeyring) -> AsyncIterator[JwksServer]:
-    """A loopback server publishing the keyring's JWKS."""
-    async with JwksServer(notifier_keyring) as server:
-        yield server
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -59,7 +46,7 @@ async def notifier_settings(
     redis_url: str,
     kafka_bootstrap: str,
     mail_sink: MailSinkHandle,
-    notifier_jwks: JwksServer,
+    jwks_server: JwksServer,
 ) -> NotifierSettings:
     """Settings of the suite's app: own topics and group, tiny retry backoffs."""
     suffix = uuid.uuid4().hex[:8]
@@ -70,7 +57,7 @@ async def notifier_settings(
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,
         smtp_url=mail_sink.smtp_url,  # type: ignore[arg-type]  # validated into SecretStr
-        jwks_url=notifier_jwks.url,
+        jwks_url=jwks_server.url,
         public_url="http://gateway.test",
         consumer_group=f"notifier-test-{suffix}",
         consumer_retry_base_delay_s=0.2,

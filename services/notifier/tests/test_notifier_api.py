@@ -35,14 +35,14 @@ def bearer(keyring: JwtKeyring, user_id: int, *roles: str) -> dict[str, str]:
 
 @pytest.mark.asyncio
 async def test_errors_are_problem_json(
-    notifier_app: FastAPI, notifier_client: httpx.AsyncClient, notifier_keyring: JwtKeyring
+    notifier_app: FastAPI, notifier_client: httpx.AsyncClient, jwt_keyring: JwtKeyring
 ) -> None:
     anonymous = await notifier_client.get("/api/v1/notifications")
     assert anonymous.status_code == 401
     assert anonymous.headers["content-type"] == PROBLEM
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
 
-    user = bearer(notifier_keyring, 7)
+    user = bearer(jwt_keyring, 7)
     bad_page = await notifier_client.get("/api/v1/notifications?limit=0", headers=user)
     assert bad_page.status_code == 422
     assert bad_page.headers["content-type"] == PROBLEM
@@ -69,7 +69,7 @@ async def test_errors_are_problem_json(
     forbidden = await notifier_client.get("/api/v1/notifications/dead-letters", headers=user)
     assert forbidden.status_code == 403
     assert forbidden.headers["content-type"] == PROBLEM
-    admin = bearer(notifier_keyring, 1, "admin")
+    admin = bearer(jwt_keyring, 1, "admin")
     missing = await notifier_client.get(
         "/api/v1/notifications/dead-letters/999999999", headers=admin
     )
@@ -98,7 +98,7 @@ async def test_errors_are_problem_json(
 async def test_deliveries_are_paginated_newest_first_and_private(
     notifier_app: FastAPI,
     notifier_client: httpx.AsyncClient,
-    notifier_keyring: JwtKeyring,
+    jwt_keyring: JwtKeyring,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
@@ -114,7 +114,7 @@ async def test_deliveries_are_paginated_newest_first_and_private(
             command(user_id=user_id, email=email, name="Pat", token="t", expires_at=now)
         )
     await notifier_mail.wait_for(email, count=3)
-    headers = bearer(notifier_keyring, user_id)
+    headers = bearer(jwt_keyring, user_id)
     deadline = asyncio.get_running_loop().time() + 30
     while True:
         page = (
@@ -145,7 +145,7 @@ async def test_deliveries_are_paginated_newest_first_and_private(
     assert item["message_id"].startswith("<")
     assert item["status"] == "sent"
     other = await notifier_client.get(
-        "/api/v1/notifications", headers=bearer(notifier_keyring, user_id + 1)
+        "/api/v1/notifications", headers=bearer(jwt_keyring, user_id + 1)
     )
     assert other.json()["total"] == 0
 

@@ -141,13 +141,13 @@ async def test_header_injection_in_name_sends_nothing_to_the_smuggled_address(
 async def test_opted_out_item_mail_is_recorded_as_skipped(
     notifier_app: FastAPI,
     notifier_client: httpx.AsyncClient,
-    notifier_keyring: JwtKeyring,
+    jwt_keyring: JwtKeyring,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
 ) -> None:
     user_id, email = notifier_new_user()
-    headers = auth(notifier_keyring, user_id)
+    headers = auth(jwt_keyring, user_id)
     before = await notifier_client.get("/api/v1/notifications/preferences", headers=headers)
     assert before.json() == {"item_mail": True, "security_mail": True}
     put = await notifier_client.put(
@@ -161,7 +161,7 @@ async def test_opted_out_item_mail_is_recorded_as_skipped(
     item = await notifier_publish.event(listed(user_id, user_id))
 
     async def skipped() -> dict[str, Any] | None:
-        rows = await deliveries(notifier_client, notifier_keyring, user_id)
+        rows = await deliveries(notifier_client, jwt_keyring, user_id)
         return next((r for r in rows if r["event_id"] == str(item.id)), None)
 
     row = await eventually(skipped)
@@ -197,7 +197,7 @@ async def test_item_event_before_its_owner_is_retried_not_dropped(
 async def test_poison_messages_become_dead_letters_and_the_next_event_flows(
     notifier_app: FastAPI,
     notifier_client: httpx.AsyncClient,
-    notifier_keyring: JwtKeyring,
+    jwt_keyring: JwtKeyring,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
@@ -217,7 +217,7 @@ async def test_poison_messages_become_dead_letters_and_the_next_event_flows(
     await notifier_publish.event(registered(user_id, email))
     await notifier_mail.wait_for(email)
 
-    admin = auth(notifier_keyring, 1, admin=True)
+    admin = auth(jwt_keyring, 1, admin=True)
     response = await notifier_client.get(
         "/api/v1/notifications/dead-letters", params={"limit": 200}, headers=admin
     )
@@ -234,7 +234,7 @@ async def test_poison_messages_become_dead_letters_and_the_next_event_flows(
 async def test_550_makes_a_dead_letter_and_replay_delivers_once(
     notifier_app: FastAPI,
     notifier_client: httpx.AsyncClient,
-    notifier_keyring: JwtKeyring,
+    jwt_keyring: JwtKeyring,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
@@ -244,17 +244,15 @@ async def test_550_makes_a_dead_letter_and_replay_delivers_once(
     failed_before, sent_before = emails(notifier_app, "failed"), emails(notifier_app, "sent")
     async with notifier_mail.chaos("Recipient", 550):
         event = await notifier_publish.event(registered(user_id, email))
-        letter = await eventually(
-            lambda: dead_letter_for(notifier_client, notifier_keyring, event.id)
-        )
+        letter = await eventually(lambda: dead_letter_for(notifier_client, jwt_keyring, event.id))
     assert emails(notifier_app, "failed") >= failed_before + 1
     assert letter["error_kind"] == "permanent"
     assert "550" in letter["error"]
-    [row] = await deliveries(notifier_client, notifier_keyring, user_id)
+    [row] = await deliveries(notifier_client, jwt_keyring, user_id)
     assert row["status"] == "failed"
     assert await notifier_mail.to(email) == []
 
-    admin = auth(notifier_keyring, 1, admin=True)
+    admin = auth(jwt_keyring, 1, admin=True)
     replay = await notifier_client.post(
         f"/api/v1/notifications/dead-letters/{letter['id']}/replay", headers=admin
     )
@@ -269,7 +267,7 @@ async def test_550_makes_a_dead_letter_and_replay_delivers_once(
     assert mail.headers["X-Agora-Event-Id"] == [str(event.id)]
 
     async def sent() -> bool:
-        [current] = await deliveries(notifier_client, notifier_keyring, user_id)
+        [current] = await deliveries(notifier_client, jwt_keyring, user_id)
         return bool(current["status"] == "sent")
 
     await eventually(sent)
@@ -301,7 +299,7 @@ async def test_550_makes_a_dead_letter_and_replay_delivers_once(
 async def test_451_delays_mail_without_losing_it_and_blocks_no_one(
     notifier_app: FastAPI,
     notifier_client: httpx.AsyncClient,
-    notifier_keyring: JwtKeyring,
+    jwt_keyring: JwtKeyring,
     notifier_publish: Publisher,
     notifier_mail: MailApi,
     notifier_new_user: NewUser,
@@ -310,7 +308,7 @@ async def test_451_delays_mail_without_losing_it_and_blocks_no_one(
     second_id, second = notifier_new_user()
 
     async def delivery(user_id: int, status: str, *, min_attempts: int = 1) -> Any:
-        rows = await deliveries(notifier_client, notifier_keyring, user_id)
+        rows = await deliveries(notifier_client, jwt_keyring, user_id)
         if len(rows) == 1 and rows[0]["status"] == status and rows[0]["attempts"] >= min_attempts:
             return rows[0]
         return None
@@ -328,7 +326,7 @@ async def test_451_delays_mail_without_losing_it_and_blocks_no_one(
             assert sent_second["attempts"] == 1
             # ... while the first is still undelivered and still being retried.
             assert await notifier_mail.to(first) == []
-            [row] = await deliveries(notifier_client, notifier_keyring, first_id)
+            [row] = await deliveries(notifier_client, jwt_keyring, first_id)
             assert row["status"] in {"retrying", "sending"}, row
             assert "451" in (row["error"] or ""), row
             await eventually(
