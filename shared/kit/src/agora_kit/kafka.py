@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
-import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
@@ -19,7 +19,7 @@ from tenacity import (
 
 from agora_kit.settings import ServiceSettings
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 #: Small: the relay sends a batch, then awaits it; a long linger only adds latency.
 PRODUCER_LINGER_MS = 5
@@ -109,5 +109,5 @@ async def ensure_topics(
         with attempt:
             created = await _create_missing(settings, names, count, timeout_s)
     if created:
-        log.info("kafka.topics_created", topics=created, partitions=count)
+        log.info("kafka.topics_created", extra={"topics": created, "partitions": count})
     return created

@@ -7,7 +7,8 @@ partition is released, because the offset may only be committed after them.
 
 from __future__ import annotations
 
-import structlog
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agora_kit.consumer import retry
@@ -24,7 +25,7 @@ from agora_kit.consumer.handlers import (
 )
 from agora_kit.consumer.retry import Record, RetryRow
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class Dispatcher(DispatchBase):
@@ -82,7 +83,8 @@ class Dispatcher(DispatchBase):
         if not await self._durably(later, ctl):
             return False
         log.info(
-            "consumer.retry_scheduled", group=self.group, event_id=str(envelope.id), error=error
+            "consumer.retry_scheduled",
+            extra={"group": self.group, "event_id": str(envelope.id), "error": error},
         )
         self.metrics.retries.labels(self.group, "scheduled").inc()
         self._count(envelope.type, "retry_scheduled")
@@ -115,11 +117,13 @@ class Dispatcher(DispatchBase):
             delay = self.config.backoff.delay(attempt)
             log.warning(
                 "consumer.retry_in_place",
-                group=self.group,
-                event_id=str(envelope.id),
-                attempt=attempt,
-                error=error,
-                retry_in=delay,
+                extra={
+                    "group": self.group,
+                    "event_id": str(envelope.id),
+                    "attempt": attempt,
+                    "error": error,
+                    "retry_in": delay,
+                },
             )
             self.metrics.retries.labels(self.group, "in_place").inc()
             await ctl.before_wait()

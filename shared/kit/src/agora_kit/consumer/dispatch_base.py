@@ -7,12 +7,12 @@ here is retried until it commits or the partition is released.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-import structlog
 from agora_contract import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,7 +33,7 @@ from agora_kit.consumer.retry import Record
 from agora_kit.consumer.tables import ConsumerTables
 from agora_kit.context import request_id_var
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class Control(Protocol):
@@ -126,7 +126,8 @@ class DispatchBase:
                 failures += 1
                 delay = self.config.db_backoff.delay(failures)
                 log.warning(
-                    "consumer.store_failed", group=self.group, error=describe(exc), retry_in=delay
+                    "consumer.store_failed",
+                    extra={"group": self.group, "error": describe(exc), "retry_in": delay},
                 )
                 ctl.heartbeat()
                 if await wait_or_stop(ctl.stopping, delay):
@@ -160,12 +161,14 @@ class DispatchBase:
         if stored is not None:
             log.warning(
                 "consumer.dead_lettered",
-                group=self.group,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                kind=kind.value,
-                error=error,
+                extra={
+                    "group": self.group,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "kind": kind.value,
+                    "error": error,
+                },
             )
 
     def _after_dead_letter(self, kind: ErrorKind, event_type: str | None) -> None:

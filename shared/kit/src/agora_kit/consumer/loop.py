@@ -10,11 +10,11 @@ stuck aiokafka consumer gives no public signal.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
 from agora_contract.topics import dead_letter_topic
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -32,7 +32,7 @@ from agora_kit.consumer.tables import ConsumerTables
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import ServiceSettings
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class ConsumerLoop:
@@ -103,7 +103,7 @@ class ConsumerLoop:
             # asyncio.wait neither raises the tasks' CancelledError nor cancels them again.
             _, pending = await asyncio.wait(tasks, timeout=self.config.stop_timeout_s)
             if pending:
-                log.error("consumer.stop_timeout", group=self.group)
+                log.error("consumer.stop_timeout", extra={"group": self.group})
 
     def is_alive(self) -> bool:
         """False when a task died, the fetch loop hangs, or a partition lags without progress."""
@@ -134,7 +134,10 @@ class ConsumerLoop:
         exc = task.exception()
         if exc is not None:
             self._crash = exc
-            log.error("consumer.task_crashed", group=self.group, task=task.get_name(), error=exc)
+            log.error(
+                "consumer.task_crashed",
+                extra={"group": self.group, "task": task.get_name(), "error": exc},
+            )
 
     # -- observability ---------------------------------------------------------------------
 
@@ -198,7 +201,9 @@ class ConsumerLoop:
             await ensure_topics(self.settings, [dead_letter_topic(self.group)])
             self._topics_ready = True
         except (KafkaError, TimeoutError, OSError) as exc:
-            log.warning("consumer.ensure_topics_failed", group=self.group, error=describe(exc))
+            log.warning(
+                "consumer.ensure_topics_failed", extra={"group": self.group, "error": describe(exc)}
+            )
 
     async def _supervise(self) -> None:
         failures = 0
@@ -218,7 +223,9 @@ class ConsumerLoop:
                 # A session that got going resets the backoff; one that never did extends it.
                 failures = 1 if session.running else failures + 1
                 self.metrics.restarts.labels(self.group).inc()
-                log.warning("consumer.session_failed", group=self.group, error=describe(exc))
+                log.warning(
+                    "consumer.session_failed", extra={"group": self.group, "error": describe(exc)}
+                )
             finally:
                 await session.close()
                 self._session = None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-import structlog
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
@@ -21,7 +21,7 @@ from agora_kit.consumer.config import ConsumerConfig
 from agora_kit.consumer.dispatch import Dispatcher
 from agora_kit.consumer.retry import Record
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 #: Commits offsets ``{tp: next offset}``; returns whether the broker took them.
 Committer = Callable[[Mapping[TopicPartition, int]], Awaitable[bool]]
@@ -116,7 +116,7 @@ class PartitionWorker:
             self._paused = paused
             log.debug(
                 "consumer.paused" if paused else "consumer.resumed",
-                partition=f"{self.tp.topic}[{self.tp.partition}]",
+                extra={"partition": f"{self.tp.topic}[{self.tp.partition}]"},
             )
         except IllegalStateError:
             pass  # no longer assigned: the next owner starts unpaused anyway

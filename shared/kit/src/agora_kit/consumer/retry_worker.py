@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_kit.consumer import retry
 from agora_kit.consumer.dispatch import Dispatcher
 from agora_kit.consumer.handlers import describe
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class RetryWorker:
@@ -41,9 +41,11 @@ class RetryWorker:
                 delay = config.db_backoff.delay(failures)
                 log.warning(
                     "consumer.retry_poll_failed",
-                    group=self._dispatcher.group,
-                    error=describe(exc),
-                    retry_in=delay,
+                    extra={
+                        "group": self._dispatcher.group,
+                        "error": describe(exc),
+                        "retry_in": delay,
+                    },
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -68,9 +70,7 @@ class RetryWorker:
             except Exception as exc:  # its lease runs out and it is tried again
                 log.warning(
                     "consumer.retry_failed",
-                    group=dispatcher.group,
-                    row_id=row.id,
-                    error=describe(exc),
+                    extra={"group": dispatcher.group, "row_id": row.id, "error": describe(exc)},
                 )
             self.heartbeat = time.monotonic()
         return len(rows)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
@@ -23,7 +23,7 @@ from agora_kit.consumer.lag import PartitionLag, StallDetector
 from agora_kit.consumer.metrics import ConsumerMetrics
 from agora_kit.consumer.partition import PartitionWorker
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 #: How long ``getmany`` waits when nothing is buffered (it returns at once when records are).
 POLL_TIMEOUT_MS = 500
@@ -85,7 +85,9 @@ class KafkaSession:
         except (KafkaError, TimeoutError) as exc:
             error = describe(exc)
         self._metrics.commit_failures.labels(self._group, reason).inc()
-        log.warning("consumer.commit_failed", group=self._group, reason=reason, error=error)
+        log.warning(
+            "consumer.commit_failed", extra={"group": self._group, "reason": reason, "error": error}
+        )
         return False
 
     def assign(self, assigned: set[TopicPartition]) -> None:
@@ -104,7 +106,7 @@ class KafkaSession:
             assert worker.task is not None
             worker.task.add_done_callback(self._on_task_done)
             self.workers[tp] = worker
-        log.info("consumer.assigned", group=self._group, partitions=_names(assigned))
+        log.info("consumer.assigned", extra={"group": self._group, "partitions": _names(assigned)})
 
     async def release(self, tps: set[TopicPartition], *, grace_s: float | None = None) -> None:
         """Let in-flight records finish (bounded), commit them, drop the buffered rest."""
@@ -124,7 +126,7 @@ class KafkaSession:
         for worker in workers:
             self._forget_lag(worker.tp)
         if workers:
-            log.info("consumer.released", group=self._group, partitions=_names(tps))
+            log.info("consumer.released", extra={"group": self._group, "partitions": _names(tps)})
 
     def _forget_lag(self, tp: TopicPartition) -> None:
         self.lags.pop(tp, None)
@@ -162,7 +164,9 @@ class KafkaSession:
             async with asyncio.timeout(stop_s / 2):
                 await self.consumer.stop()
         except Exception as exc:  # leaving is best effort: the session timeout covers it
-            log.warning("consumer.close_failed", group=self._group, error=describe(exc))
+            log.warning(
+                "consumer.close_failed", extra={"group": self._group, "error": describe(exc)}
+            )
 
     async def _monitor_loop(self) -> None:
         while True:
@@ -178,14 +182,18 @@ class KafkaSession:
                 lags = await self._lags(workers)
             except (KafkaError, TimeoutError, IllegalStateError) as exc:
                 # The broker is away or a rebalance is on: that is no stall.
-                log.info("consumer.lag_unavailable", group=self._group, error=describe(exc))
+                log.info(
+                    "consumer.lag_unavailable", extra={"group": self._group, "error": describe(exc)}
+                )
                 self.stalled = frozenset()
                 return
         progress = {tp: w.progress_at for tp, w in workers.items()}
         self.stalled = self._detector.check(lags, progress)
         self._metrics.stalled.labels(self._group).set(1 if self.stalled else 0)
         if self.stalled:
-            log.error("consumer.stalled", group=self._group, partitions=_names(self.stalled))
+            log.error(
+                "consumer.stalled", extra={"group": self._group, "partitions": _names(self.stalled)}
+            )
 
     async def _lags(self, workers: Mapping[TopicPartition, PartitionWorker]) -> dict[Any, int]:
         tps = list(workers)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Counter
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agora_kit import tracing
 from agora_kit.outbox import decode_headers, redact_secrets
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
@@ -99,7 +99,7 @@ class BatchPublisher:
         if self._producer is not None and not self._broken:
             return self._producer
         if self._producer is not None:
-            log.warning("relay.producer_recreate", relay=self._name)
+            log.warning("relay.producer_recreate", extra={"relay": self._name})
             await self.close()
         producer = self._factory()
         try:
@@ -119,7 +119,9 @@ class BatchPublisher:
             try:
                 await asyncio.wait_for(producer.stop(), self._limits.producer_timeout_s)
             except Exception as exc:
-                log.warning("relay.producer_stop_failed", relay=self._name, error=repr(exc))
+                log.warning(
+                    "relay.producer_stop_failed", extra={"relay": self._name, "error": repr(exc)}
+                )
 
     async def publish(self, conn: AsyncConnection) -> bool:
         """Publish the next batch; return True when it was full (more rows may wait).
@@ -228,7 +230,9 @@ class BatchPublisher:
     async def _record_failure(self, conn: AsyncConnection, row_id: int, exc: BaseException) -> None:
         self._errors.inc()
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        log.warning("relay.publish_failed", relay=self._name, row_id=row_id, error=error)
+        log.warning(
+            "relay.publish_failed", extra={"relay": self._name, "row_id": row_id, "error": error}
+        )
         t = self._table
         await conn.execute(
             sa.update(t).where(t.c.id == row_id).values(attempts=t.c.attempts + 1, last_error=error)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,7 +38,7 @@ from agora_kit.outbox.relay_config import (
     RelayMetrics,
 )
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
@@ -104,9 +104,9 @@ class OutboxRelay:
             # cancels the task further, and our own cancellation still propagates.
             await asyncio.wait({task}, timeout=self._config.stop_timeout_s)
             if not task.done():
-                log.error("relay.stop_timeout", relay=self.name)
+                log.error("relay.stop_timeout", extra={"relay": self.name})
         if task is not None and task.done() and not task.cancelled() and task.exception():
-            log.error("relay.crashed", relay=self.name, error=repr(task.exception()))
+            log.error("relay.crashed", extra={"relay": self.name, "error": repr(task.exception())})
         # The task's own cleanup normally did this; a wedged task leaves it to us.
         await self._publisher.close()
         await self._release()
@@ -164,7 +164,10 @@ class OutboxRelay:
                 acquired = await self._try_acquire()
             except Exception as exc:
                 delay = self._backoff()
-                log.warning("relay.lock_error", relay=self.name, error=repr(exc), retry_in=delay)
+                log.warning(
+                    "relay.lock_error",
+                    extra={"relay": self.name, "error": repr(exc), "retry_in": delay},
+                )
                 await asyncio.sleep(delay)
                 continue
             self._failures = 0
@@ -175,7 +178,7 @@ class OutboxRelay:
             try:
                 await self._lead()
             except Exception as exc:
-                log.warning("relay.lost_lead", relay=self.name, error=repr(exc))
+                log.warning("relay.lost_lead", extra={"relay": self.name, "error": repr(exc)})
             finally:
                 await self._release()
                 await self._publisher.close()
@@ -223,7 +226,7 @@ class OutboxRelay:
         driver.add_termination_listener(self._on_terminated)
         self._metrics.active.set(1)
         self._failures = 0
-        log.info("relay.active", relay=self.name, backend_pid=self._backend_pid)
+        log.info("relay.active", extra={"relay": self.name, "backend_pid": self._backend_pid})
         while True:
             self._beat()
             # Cleared before reading: a commit landing during this pass wakes the next one.

@@ -4,14 +4,14 @@ after the retention period."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
-import structlog
 from agora_contract.secrets import is_secret_name
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 
@@ -112,5 +112,7 @@ async def run_retention(
         if n < batch:
             break
     if scrubbed or deleted:
-        log.info("relay.retention", table=table.name, scrubbed=scrubbed, deleted=deleted)
+        log.info(
+            "relay.retention", extra={"table": table.name, "scrubbed": scrubbed, "deleted": deleted}
+        )
     return scrubbed, deleted

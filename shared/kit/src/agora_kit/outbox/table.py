@@ -5,17 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import SchemaItem
 
 from agora_kit._tables import MigrationOps
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 #: The default outbox table name (one per service database).
 DEFAULT_TABLE_NAME = "outbox"
