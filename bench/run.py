@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import aiosmtplib
+import asyncpg
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
 from agora_deploy.launchers.process import ManagedProcess, free_port
@@ -76,6 +77,7 @@ EXTERNAL = frozenset(
     {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "MAIL_API_URL"}
 )
 BARE_DATABASE = "bench_bare"
+PEER_DATABASE = "bench_peer_outbox"
 RAW_TOPIC = "bench.raw-latency"
 #: What ``--only`` can pick; the default run measures all of them.
 SCENARIOS = ("throughput", "latency", "relay", "notifier", "startup", "scaling")
@@ -114,6 +116,8 @@ class Options:
     relay_rows: int = 20_000
     emails: int = 500
     workers: int = 2
+    #: An interpreter with faststream-outbox, for the relay's peer row ("" skips it).
+    peer_outbox: str = ""
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -803,7 +807,46 @@ async def relay_rows(stack: Stack, options: Options) -> list[Row]:
     raw_row.ratio, raw_row.ratio_of = 1.0, "reference"
     relay_row.ratio = _div(relay.per_s, raw.per_s)
     relay_row.ratio_of, relay_row.goal = "msg/s / raw aiokafka batched", ">=0.5x"
-    return [raw_row, relay_row]
+    rows = [raw_row, relay_row]
+    if options.peer_outbox:
+        peer = await peer_outbox(stack, options)
+        console.print(f"  faststream-outbox drain: {peer.per_s:,.0f} rows/s ({peer.seconds:.1f} s)")
+        peer_row = rate_row(f"faststream-outbox 0.19 ({n:,} rows)",
+                            "the Python peer relaying the same backlog to the same broker "
+                            "(bench/peer_outbox.py, library defaults)", peer)  # fmt: skip
+        peer_row.ratio = _div(relay.per_s, peer.per_s)
+        peer_row.ratio_of, peer_row.goal = "relay msg/s / this", ">1.0x"
+        rows.append(peer_row)
+    return rows
+
+
+async def peer_outbox(stack: Stack, options: Options) -> scenarios.Rate:
+    """Run bench/peer_outbox.py with the given interpreter on its own database."""
+    server = database_url(stack.postgres, "postgres", driver="postgresql")
+    conn = await asyncpg.connect(server, timeout=10)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PEER_DATABASE):
+            await conn.execute(f"CREATE DATABASE {PEER_DATABASE}")
+    finally:
+        await conn.close(timeout=10)
+    argv = [
+        options.peer_outbox, str(BENCH / "peer_outbox.py"),
+        "--dsn", database_url(stack.postgres, PEER_DATABASE),
+        "--bootstrap", stack.kafka, "--topic", scenarios.RELAY_TOPIC,
+        "--rows", str(options.relay_rows), "--linger-ms", str(PRODUCER_LINGER_MS),
+        "--timeout", str(120 + options.relay_rows / 50),
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 180 + options.relay_rows / 50)
+    line = next((x for x in out.decode().splitlines() if x.startswith("{")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"the faststream-outbox peer failed: {err.decode()[-1500:]}")
+    data = json.loads(line)
+    if data["left"]:
+        raise RuntimeError(f"the faststream-outbox peer left {data['left']} rows")
+    return scenarios.Rate(int(data["rows"]), float(data["seconds"]))
 
 
 async def notifier_rows(
@@ -1176,6 +1219,10 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--emails", type=int, default=500, help="emails through the notifier")
     parser.add_argument("--workers", type=int, default=2, help="items workers, scaling row")
     parser.add_argument(
+        "--peer-outbox", default="", metavar="PYTHON",
+        help="an interpreter with faststream-outbox 0.19: adds its relay row (bench/README.md)",
+    )  # fmt: skip
+    parser.add_argument(
         "--only", default=",".join(SCENARIOS),
         help=f"comma-separated scenarios to run (default all): {', '.join(SCENARIOS)}",
     )  # fmt: skip
@@ -1210,6 +1257,7 @@ def parse(argv: list[str] | None) -> Options:
         relay_rows=args.relay_rows,
         emails=args.emails,
         workers=args.workers,
+        peer_outbox=args.peer_outbox,
     )
 
 
