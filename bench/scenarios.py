@@ -39,8 +39,8 @@ from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.services import available_services
 from agora_deploy.stack import ComponentInfo, Infra, database_url
 from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
-from agora_kit.outbox import DEFAULT_TABLE_NAME, notify_channel, outbox_table
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from agora_kit.outbox import DEFAULT_TABLE_NAME, decode_headers, notify_channel, outbox_table
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 RELAY_TOPIC = "bench.relay"
@@ -306,35 +306,31 @@ async def relay_drain(dsn: str, count: int, *, progress: Callable[[str], None]) 
 
 
 async def template_event(
-    bootstrap: str, create: Callable[[], Any], *, timeout: float = 30.0
+    dsn: str, create: Callable[[], Any], *, timeout: float = 30.0
 ) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
-    """The ItemCreated record the items service publishes for one new item (value, key,
-    headers): the notifier scenario clones it, so its events are exactly what items sends."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=10, request_timeout_ms=10_000,
-    )  # fmt: skip
-    await asyncio.wait_for(consumer.start(), 15)
+    """The ItemCreated message the items service enqueues for one new item (value, key,
+    headers), read from its outbox row: the notifier scenario clones it, so its events are
+    exactly what items sends."""
+    item_id = str(await create())
+    conn = await asyncpg.connect(dsn, timeout=10)
     try:
-        await consumer.topics()
-        parts = [
-            TopicPartition(topics.ITEMS_EVENTS, p)
-            for p in consumer.partitions_for_topic(topics.ITEMS_EVENTS) or {0}
-        ]
-        consumer.assign(parts)
-        for tp, end in (await consumer.end_offsets(parts)).items():
-            consumer.seek(tp, end)
-        item_id = str(await create())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=100)
-            for record in (r for rs in batch.values() for r in rs):
-                envelope = Envelope.from_bytes(record.value or b"")
+            rows = await conn.fetch(
+                f"SELECT key, value, headers::text AS headers FROM {DEFAULT_TABLE_NAME} "  # noqa: S608
+                "WHERE topic = $1 AND value IS NOT NULL ORDER BY id DESC LIMIT 50",
+                topics.ITEMS_EVENTS,
+                timeout=10,
+            )
+            for row in rows:
+                envelope = Envelope.from_bytes(bytes(row["value"]))
                 if envelope.type == ItemCreated.event_type and envelope.subject == item_id:
-                    return record.value or b"", record.key, list(record.headers or [])
+                    headers = decode_headers(json.loads(row["headers"] or "[]"))
+                    return bytes(row["value"]), row["key"], headers
+            await asyncio.sleep(0.2)
     finally:
-        await asyncio.wait_for(consumer.stop(), 10)
-    raise RuntimeError(f"no ItemCreated for item {item_id} within {timeout:.0f} s")
+        await conn.close(timeout=10)
+    raise RuntimeError(f"no ItemCreated outbox row for item {item_id} within {timeout:.0f} s")
 
 
 def clone_event(
