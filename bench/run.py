@@ -10,6 +10,10 @@ Postgres, then measures:
 - latency at a fixed write rate, open loop: 201 -> ``ItemCreated`` on the topic against the
   broker's own produce -> consume (raw aiokafka, same rate), and 201 -> email in the sink
   against that broker leg plus one raw aiosmtplib send to the same sink (same rate).
+- the relay draining an outbox backlog against raw aiokafka's batched produce rate, the
+  notifier's emails/s against raw aiosmtplib over pooled connections, the cold start against
+  its slowest component and each service's idle RSS, and ``POST`` on items with
+  ``--workers 2`` against one worker (``scenarios.py``; ``--only`` picks scenarios).
 
 It stops everything in ``finally``, prints the table, and writes ``docs/performance.md`` and
 ``bench/results/<timestamp>.json``. Run it as ``make bench`` or ``uv run python bench/run.py``.
@@ -40,10 +44,11 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import aiosmtplib
+import asyncpg
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
 from agora_deploy.infra import Infra
@@ -58,6 +63,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    # mypy names files by package path from the repo root (explicit_package_bases); run as a
+    # script, this folder is on sys.path and the module is plain ``scenarios``.
+    from bench import scenarios
+else:
+    import scenarios
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 DOC = REPO / "docs" / "performance.md"
@@ -70,7 +82,10 @@ EXTERNAL = frozenset(
     {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "MAIL_API_URL"}
 )
 BARE_DATABASE = "bench_bare"
+PEER_DATABASE = "bench_peer_outbox"
 RAW_TOPIC = "bench.raw-latency"
+#: What ``--only`` can pick; the default run measures all of them.
+SCENARIOS = ("throughput", "latency", "relay", "notifier", "startup", "scaling")
 #: Wide enough for the table when the output is not a terminal (make bench | tee ...).
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -102,6 +117,13 @@ class Options:
     smtp_pool: int
     out: Path
     doc: Path | None
+    only: frozenset[str] = frozenset(SCENARIOS)
+    relay_rows: int = 20_000
+    emails: int = 500
+    workers: int = 2
+    #: An interpreter with faststream-outbox, for the relay's peer row ("" skips it).
+    peer_outbox: str = ""
+    peer_rows: int = 5_000
 
 
 # --- wrk ------------------------------------------------------------------------------------
@@ -524,7 +546,10 @@ async def write_latency(
     finished = asyncio.Event()
 
     def key_of(value: bytes) -> str | None:
-        envelope = Envelope.from_bytes(value)
+        try:
+            envelope = Envelope.from_bytes(value)
+        except ValueError:  # not an envelope (e.g. an empty value): not one of ours
+            return None
         return envelope.subject if envelope.type == ItemCreated.event_type else None
 
     reader = asyncio.create_task(
@@ -555,8 +580,10 @@ async def write_latency(
             await asyncio.wait_for(reader, 30)
     finally:
         reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        (outcome,) = await asyncio.gather(reader, return_exceptions=True)
         await asyncio.wait_for(consumer.stop(), 10)
+    if isinstance(outcome, Exception):
+        console.print(f"  the event reader failed: {outcome!r}")
     client_cpu = time.process_time() - cpu
     lost = [i for i in created if i not in seen]
     events = Latency(
@@ -593,6 +620,11 @@ class Stack:
     smtp: str
     kafka: str
     bare: str
+    postgres: str
+    #: The items process started with ``--workers N`` ("" unless the scaling scenario runs).
+    items_workers: str = ""
+    #: Stops that process (after the wrk rounds, so it never runs under the other scenarios).
+    stop_items_workers: Callable[[], None] | None = None
 
 
 @dataclass
@@ -616,8 +648,9 @@ class Row:
         """Whether the row meets its goal (None without one)."""
         if not self.goal or self.ratio is None:
             return None
-        sign, value = self.goal[:2], float(self.goal[2:].rstrip("x"))
-        return self.ratio >= value if sign == ">=" else self.ratio <= value
+        sign = self.goal[:2] if self.goal[1] == "=" else self.goal[:1]
+        value = float(self.goal[len(sign) :].rstrip("x"))
+        return {">=": self.ratio >= value, "<=": self.ratio <= value, ">": self.ratio > value}[sign]
 
 
 def wrk_row(name: str, what: str, parts: list[WrkRound]) -> Row:
@@ -661,8 +694,10 @@ def latency_row(name: str, what: str, lat: Latency) -> Row:
 
 
 async def run_scenarios(stack: Stack, options: Options) -> list[Row]:
-    """Measure every scenario; return the table's rows."""
+    """Measure every selected scenario; return the table's rows."""
     timeout = httpx.Timeout(10.0)
+    only = options.only
+    rows: list[Row] = []
     async with (
         httpx.AsyncClient(base_url=stack.users, timeout=timeout) as users,
         httpx.AsyncClient(base_url=stack.items, timeout=timeout) as items,
@@ -670,24 +705,59 @@ async def run_scenarios(stack: Stack, options: Options) -> list[Row]:
         httpx.AsyncClient(base_url=stack.mail, timeout=timeout) as mail,
         httpx.AsyncClient(base_url=stack.bare, timeout=timeout) as bare,
     ):
-        load = await register(users, stack.mail, "load")
-        # The load account opts out of item mail: its thousands of items must not turn into
-        # thousands of emails competing for the two cores with what is measured next.
-        resp = await notifier.put(
-            "/api/v1/notifications/preferences", json={"item_mail": False}, headers=load.headers
-        )
-        resp.raise_for_status()
-        item_id = await create_item(items, "/api/v1/items", "bench-target", headers=load.headers)
-        bare_id = await create_item(bare, "/items", "bench-target")
-        body = json.dumps(item_body("bench-item"))
-        post_headers = {"Content-Type": "application/json"}
+        if only & {"throughput", "scaling"}:
+            rows += await throughput(stack, options, users, items, notifier, mail, bare)
+        if stack.stop_items_workers is not None:
+            # Its relay may hold the outbox lock, and its workers take CPU: the rows below
+            # are measured with the stack as `agora up` runs it.
+            await asyncio.to_thread(stack.stop_items_workers)
+        writer: Account | None = None
+        if only & {"latency", "notifier"}:
+            writer = await register(users, stack.mail, "mail")
+            await wait_welcome(mail, writer.email)
+        # The latency rows first, right after the throughput rows, as before these scenarios
+        # existed: the relay and notifier scenarios leave nothing behind, but this keeps the
+        # mandatory rows measured under the same conditions as their history.
+        if "latency" in only and writer is not None:
+            rows += await latency_rows(stack, options, items, mail, writer)
+        if "relay" in only:
+            rows += await relay_rows(stack, options)
+        if "notifier" in only and writer is not None:
+            rows += await notifier_rows(stack, options, items, mail, writer)
+    return rows
+
+
+async def throughput(
+    stack: Stack,
+    options: Options,
+    users: httpx.AsyncClient,
+    items: httpx.AsyncClient,
+    notifier: httpx.AsyncClient,
+    mail: httpx.AsyncClient,
+    bare: httpx.AsyncClient,
+) -> list[Row]:
+    """The wrk rows: POST and GET against the bare app, the gateway, and the workers curve."""
+    load = await register(users, stack.mail, "load")
+    # The load account opts out of item mail: its thousands of items must not turn into
+    # thousands of emails competing for the two cores with what is measured next.
+    resp = await notifier.put(
+        "/api/v1/notifications/preferences", json={"item_mail": False}, headers=load.headers
+    )
+    resp.raise_for_status()
+    item_id = await create_item(items, "/api/v1/items", "bench-target", headers=load.headers)
+    bare_id = await create_item(bare, "/items", "bench-target")
+    body = json.dumps(item_body("bench-item"))
+    post_headers = {"Content-Type": "application/json"}
+    auth = {**post_headers, "Authorization": f"Bearer {load.token}"}
+    post = Load("POST /api/v1/items",
+                "row + outbox row in one transaction, bearer token (auth + revocation)",
+                f"{stack.items}/api/v1/items", "POST", body, auth)  # fmt: skip
+    loads: list[Load] = []
+    if "throughput" in options.only:
         loads = [
             Load("bare POST", "bare FastAPI + SQLAlchemy ORM insert", f"{stack.bare}/items",
                  "POST", body, post_headers),
-            Load("POST /api/v1/items",
-                 "row + outbox row in one transaction, bearer token (auth + revocation)",
-                 f"{stack.items}/api/v1/items", "POST", body,
-                 {**post_headers, "Authorization": f"Bearer {load.token}"}),
+            post,
             Load("bare GET", "bare FastAPI + SQLAlchemy session.get by id",
                  f"{stack.bare}/items/{bare_id}"),
             Load("GET /api/v1/items/{id}", "one row by id, with ETag",
@@ -695,38 +765,165 @@ async def run_scenarios(stack: Stack, options: Options) -> list[Row]:
             Load("GET via gateway", "the same GET through Traefik",
                  f"{stack.gateway}/api/v1/items/{item_id}"),
         ]  # fmt: skip
+    scaled = f"POST --workers {options.workers}"
+    if "scaling" in options.only:
+        if post not in loads:
+            loads.append(post)
+        loads.append(
+            Load(scaled, f"the same POST on an items process started with --workers "
+                 f"{options.workers} (same database, same relay)",
+                 f"{stack.items_workers}/api/v1/items", "POST", body, auth)
+        )  # fmt: skip
 
-        async def drain() -> float:
-            return await wait_drained(stack.items, stack.notifier)
+    async def drain() -> float:
+        return await wait_drained(stack.items, stack.notifier)
 
-        console.print(
-            f"throughput: wrk -t{options.threads} -c{options.connections}, "
-            f"{options.rounds} interleaved rounds of {options.seconds:g} s"
-        )
-        parts = await interleave(loads, options, {"POST /api/v1/items": drain})
-        by = {ld.name: wrk_row(ld.name, ld.what, parts[ld.name]) for ld in loads}
+    console.print(
+        f"throughput: wrk -t{options.threads} -c{options.connections}, "
+        f"{options.rounds} interleaved rounds of {options.seconds:g} s"
+    )
+    parts = await interleave(loads, options, {post.name: drain, scaled: drain})
+    by = {ld.name: wrk_row(ld.name, ld.what, parts[ld.name]) for ld in loads}
+    if "throughput" in options.only:
         for name in ("bare POST", "bare GET"):
             by[name].ratio, by[name].ratio_of = 1.0, "reference"
-        post, get = by["POST /api/v1/items"], by["GET /api/v1/items/{id}"]
+        p, get = by[post.name], by["GET /api/v1/items/{id}"]
         gw = by["GET via gateway"]
-        post.ratio = paired_ratio(parts[post.name], parts["bare POST"])
-        post.ratio_of, post.goal = "req/s / bare POST", ">=1.0x"
+        p.ratio = paired_ratio(parts[p.name], parts["bare POST"])
+        p.ratio_of, p.goal = "req/s / bare POST", ">=1.0x"
         get.ratio = paired_ratio(parts[get.name], parts["bare GET"])
         get.ratio_of, get.goal = "req/s / bare GET", ">=1.0x"
         gw.ratio = paired_ratio(parts[gw.name], parts[get.name])
         gw.ratio_of, gw.goal = "req/s / GET direct", ">=0.85x"
+    if "scaling" in options.only:
+        sc = by[scaled]
+        sc.ratio = paired_ratio(parts[scaled], parts[post.name])
+        sc.ratio_of, sc.goal = "req/s / POST (1 worker)", ">1.0x"
+        if "throughput" not in options.only:
+            by[post.name].ratio, by[post.name].ratio_of = 1.0, "reference"
+    return list(by.values())
 
-        console.print(f"latency: {options.writes} writes at {options.rate:g}/s, open loop")
-        partitions = len(await items_partitions(stack.kafka))
-        broker = await raw_broker(stack.kafka, partitions, options)
-        say("raw aiokafka", broker)
-        smtp = await raw_smtp(stack.smtp, options)
-        say("raw aiosmtplib", smtp)
-        writer = await register(users, stack.mail, "mail")
-        await wait_welcome(mail, writer.email)
-        events, mails = await write_latency(items, mail, stack.kafka, writer, options)
-        say("201 -> event", events)
-        say("201 -> email", mails)
+
+async def relay_rows(stack: Stack, options: Options) -> list[Row]:
+    """Drain an outbox backlog against the broker's own batched produce rate."""
+    n = options.relay_rows
+    console.print(f"relay: {n:,} messages raw, then a backlog of {n:,} outbox rows")
+    partitions = len(await items_partitions(stack.kafka))
+    await scenarios.ensure_topic(stack.kafka, scenarios.RELAY_TOPIC, partitions)
+    raw = await scenarios.raw_produce(stack.kafka, n)
+    console.print(f"  raw aiokafka batched: {raw.per_s:,.0f} msg/s ({raw.seconds:.1f} s)")
+    relay = await scenarios.relay_drain(
+        scenarios.items_database(stack.postgres), n, progress=console.print
+    )
+    console.print(f"  relay drain: {relay.per_s:,.0f} rows/s ({relay.seconds:.1f} s)")
+    raw_row = rate_row(
+        f"raw aiokafka batched ({n:,})",
+        "every send in flight at once, the relay's producer settings",
+        raw,
+    )
+    relay_row = rate_row(f"relay drain ({n:,} rows)",
+                         "a committed outbox backlog until every row is marked published",
+                         relay)  # fmt: skip
+    raw_row.ratio, raw_row.ratio_of = 1.0, "reference"
+    relay_row.ratio = _div(relay.per_s, raw.per_s)
+    relay_row.ratio_of, relay_row.goal = "msg/s / raw aiokafka batched", ">=0.5x"
+    rows = [raw_row, relay_row]
+    peers = {
+        "library defaults": (),
+        "8 workers, fetch 100": ("--max-workers", "8", "--fetch-batch-size", "100"),
+    }
+    for label, extra in peers.items() if options.peer_outbox else ():
+        peer = await peer_outbox(stack, options, *extra)
+        console.print(
+            f"  faststream-outbox ({label}): {peer.per_s:,.0f} rows/s ({peer.seconds:.1f} s)"
+        )
+        peer_row = rate_row(f"faststream-outbox 0.19, {label} ({options.peer_rows:,} rows)",
+                            "the Python peer relaying a backlog to the same broker "
+                            f"(bench/peer_outbox.py, {label})", peer)  # fmt: skip
+        peer_row.ratio = _div(relay.per_s, peer.per_s)
+        peer_row.ratio_of, peer_row.goal = "relay msg/s / this", ">1.0x"
+        rows.append(peer_row)
+    return rows
+
+
+async def peer_outbox(stack: Stack, options: Options, *extra: str) -> scenarios.Rate:
+    """Run bench/peer_outbox.py with the given interpreter on its own database."""
+    server = database_url(stack.postgres, "postgres", driver="postgresql")
+    conn = await asyncpg.connect(server, timeout=10)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PEER_DATABASE):
+            await conn.execute(f"CREATE DATABASE {PEER_DATABASE}")
+    finally:
+        await conn.close(timeout=10)
+    argv = [
+        options.peer_outbox, str(BENCH / "peer_outbox.py"),
+        "--dsn", database_url(stack.postgres, PEER_DATABASE),
+        "--bootstrap", stack.kafka, "--topic", scenarios.RELAY_TOPIC,
+        "--rows", str(options.peer_rows), "--linger-ms", str(PRODUCER_LINGER_MS),
+        "--timeout", str(120 + options.peer_rows / 20), *extra,
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 180 + options.peer_rows / 20)
+    finally:
+        if proc.returncode is None:  # cancelled or timed out: never leave it running
+            proc.kill()
+            await proc.wait()
+    line = next((x for x in out.decode().splitlines() if x.startswith("{")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"the faststream-outbox peer failed: {err.decode()[-1500:]}")
+    data = json.loads(line)
+    if data["left"]:
+        raise RuntimeError(f"the faststream-outbox peer left {data['left']} rows")
+    return scenarios.Rate(int(data["rows"]), float(data["seconds"]))
+
+
+async def notifier_rows(
+    stack: Stack, options: Options, items: httpx.AsyncClient, mail: httpx.AsyncClient,
+    writer: Account,
+) -> list[Row]:  # fmt: skip
+    """The notifier's emails/s against raw aiosmtplib's over pooled connections."""
+    n = options.emails
+    console.print(f"notifier: {n} emails raw, then {n} ItemCreated through the notifier")
+    raw = await scenarios.raw_smtp_rate(stack.smtp, n, options.smtp_pool)
+    console.print(f"  raw aiosmtplib pooled: {raw.per_s:,.0f} emails/s ({raw.seconds:.1f} s)")
+    template = await scenarios.template_event(
+        scenarios.items_database(stack.postgres),
+        lambda: create_item(items, "/api/v1/items", "bench-template", headers=writer.headers),
+    )
+    await wait_drained(stack.items, stack.notifier)
+    through = await scenarios.notifier_rate(stack.kafka, mail, writer.email, template, n)
+    console.print(f"  notifier: {through.per_s:,.0f} emails/s ({through.seconds:.1f} s)")
+    raw_row = rate_row(
+        f"raw aiosmtplib pooled ({n})", f"{n} sends over {options.smtp_pool} open connections", raw
+    )
+    row = rate_row(
+        f"notifier ({n} emails)",
+        "ItemCreated on items.events -> 'is listed' email in the sink",
+        through,
+    )
+    raw_row.ratio, raw_row.ratio_of = 1.0, "reference"
+    row.ratio = _div(through.per_s, raw.per_s)
+    row.ratio_of, row.goal = "emails/s / raw aiosmtplib", ">=0.5x"  # fmt: skip
+    return [raw_row, row]
+
+
+async def latency_rows(
+    stack: Stack, options: Options, items: httpx.AsyncClient, mail: httpx.AsyncClient,
+    writer: Account,
+) -> list[Row]:  # fmt: skip
+    """201 -> event and 201 -> email at a fixed rate, against the raw legs."""
+    console.print(f"latency: {options.writes} writes at {options.rate:g}/s, open loop")
+    partitions = len(await items_partitions(stack.kafka))
+    broker = await raw_broker(stack.kafka, partitions, options)
+    say("raw aiokafka", broker)
+    smtp = await raw_smtp(stack.smtp, options)
+    say("raw aiosmtplib", smtp)
+    events, mails = await write_latency(items, mail, stack.kafka, writer, options)
+    say("201 -> event", events)
+    say("201 -> email", mails)
     rate = f"{options.rate:g}/s"
     raw_k = latency_row(f"raw aiokafka @{rate}", "produce -> consume, relay's settings", broker)
     raw_k.ratio, raw_k.ratio_of = 1.0, "reference"
@@ -738,7 +935,47 @@ async def run_scenarios(stack: Stack, options: Options) -> list[Row]:
     em = latency_row(f"201 -> email @{rate}", "POST 201 -> 'is listed' email in the sink", mails)
     em.ratio = _div(em.p99_ms, raw_k.p99_ms + raw_s.p99_ms)
     em.ratio_of, em.goal = "p99 / (raw aiokafka + raw aiosmtplib)", "<=2.0x"
-    return [*by.values(), raw_k, ev, raw_s, em]
+    return [raw_k, ev, raw_s, em]
+
+
+def rate_row(name: str, what: str, rate: scenarios.Rate) -> Row:
+    """A count-over-time scenario (relay, notifier): its rate in the req/s column."""
+    return Row(
+        name=name, what=what, n=rate.count, errors=rate.errors, rps=rate.per_s,
+        p50_ms=math.nan, p99_ms=math.nan, ratio=None, ratio_of="", goal="",
+        client_cpu=rate.client_cpu_s / rate.seconds if rate.client_cpu_s else None,
+    )  # fmt: skip
+
+
+def startup_rows(times: scenarios.StartTimes, rss: dict[str, float]) -> list[Row]:
+    """``agora up``'s cold start against its slowest component, and each idle RSS."""
+
+    def single(name: str, what: str, seconds: float) -> Row:
+        ms = seconds * 1000
+        return Row(name=name, what=what, n=1, errors=0, rps=None, p50_ms=ms, p99_ms=ms,
+                   ratio=None, ratio_of="", goal="", client_cpu=None)  # fmt: skip
+
+    slow_name, slow_s = times.slowest()
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in times.steps.items())
+    ref = single(f"slowest component: {slow_name.removeprefix('start ')}",
+                 "its own start, timed inside the same bring_up", slow_s)  # fmt: skip
+    ref.ratio, ref.ratio_of = 1.0, "reference"
+    total = single("agora up, cold", f"the whole bring_up, fresh folders ({steps})",
+                   times.total_s)  # fmt: skip
+    total.ratio, total.ratio_of, total.goal = total_s_ratio(times), "time / slowest", "<=1.3x"
+    rows = [ref, total]
+    for name, mb in rss.items():
+        row = single(f"{name} idle RSS {mb:.0f} MB", "its process tree, 5 s after the stack was "
+                     "up, before any load", math.nan)  # fmt: skip
+        row.n, row.p50_ms, row.p99_ms = 1, math.nan, math.nan
+        row.ratio, row.ratio_of, row.goal = mb / scenarios.RSS_GOAL_MB, "RSS / 150 MB", "<=1.0x"
+        rows.append(row)
+    return rows
+
+
+def total_s_ratio(times: scenarios.StartTimes) -> float | None:
+    """The cold start over the slowest component's own start."""
+    return _div(times.total_s, times.slowest()[1])
 
 
 def say(what: str, lat: Latency) -> None:
@@ -772,17 +1009,29 @@ async def items_partitions(bootstrap: str) -> set[int]:
         await consumer.stop()
 
 
-def start_stack(state_dir: Path) -> tuple[Infra, Stack]:
-    """Start the whole system as `agora up` does, plus the bare app; the caller stops it."""
+def start_stack(
+    state_dir: Path, options: Options
+) -> tuple[Infra, Stack, scenarios.StartTimes, dict[str, float]]:
+    """Start the whole system as `agora up` does (each step timed), plus the bare app and, for
+    the scaling scenario, a second items process with ``--workers N``; the caller stops it."""
     os.environ["GATEWAY_RATE_AVERAGE"] = GATEWAY_RATE
     os.environ["GATEWAY_RATE_BURST"] = GATEWAY_RATE
     os.environ["NOTIFIER_THROTTLE_LIMIT"] = THROTTLE
     # Always the embedded services: thousands of benchmark items must never land in an
     # external database or broker that DATABASE_URL and friends happen to name.
     env = {k: v for k, v in os.environ.items() if k not in EXTERNAL}
-    infra = Infra(state_dir, die_with_parent=True, ephemeral=True, env=env)
+    infra = scenarios.TimedInfra(state_dir, die_with_parent=True, ephemeral=True, env=env)
+    times = infra.times = scenarios.StartTimes()
+    rss: dict[str, float] = {}
+    items_workers = ""
+    workers_process: ManagedProcess | None = None
     try:
-        bring_up(infra, UpOptions(gateway_port=free_port()))
+        began = time.perf_counter()
+        with scenarios.timed_bring_up(times):
+            bring_up(infra, UpOptions(gateway_port=free_port()))
+        times.total_s = time.perf_counter() - began
+        if "startup" in options.only:
+            rss = scenarios.idle_rss_mb(infra)
         infra.create_database(BARE_DATABASE)
         server = infra.components["postgres"].url
         port = free_port()
@@ -799,6 +1048,8 @@ def start_stack(state_dir: Path) -> tuple[Infra, Stack]:
         info = ComponentInfo("bare", f"http://127.0.0.1:{port}", bare.pid, "running")
         infra.add_process(info, bare)
         wait_http(f"http://127.0.0.1:{port}/health", bare)
+        if "scaling" in options.only:
+            items_workers, workers_process = scenarios.start_items_workers(infra, options.workers)
     except BaseException:
         infra.stop()
         raise
@@ -812,8 +1063,11 @@ def start_stack(state_dir: Path) -> tuple[Infra, Stack]:
         smtp=infra.components["mail"].text("smtp_url"),
         kafka=urls["kafka"],
         bare=f"http://127.0.0.1:{port}",
+        postgres=infra.components["postgres"].url,
+        items_workers=items_workers,
+        stop_items_workers=workers_process.stop if workers_process is not None else None,
     )
-    return infra, stack
+    return infra, stack, times, rss
 
 
 def wait_http(url: str, process: ManagedProcess, *, timeout: float = 60.0) -> None:
@@ -896,6 +1150,8 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
         f"Throughput: `wrk -t{o['threads']} -c{o['connections']}`, {o['rounds']} interleaved "
         f"rounds of {o['seconds']:g} s after a {o['warmup_seconds']:g} s warm-up, medians. "
         f"Latency: {o['writes']} writes at {o['rate']:g}/s, open loop. "
+        f"Relay: a backlog of {o['relay_rows']:,} rows; notifier: {o['emails']:,} emails; "
+        f"scaling: items with `--workers {o['workers']}`. "
         f"Stack up in {report['startup_s']:.1f} s, whole run {report['total_s']:.0f} s.",
         "",
         "| " + " | ".join(HEADERS) + " |",
@@ -934,15 +1190,34 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
         "- **201 -> email** uses the sink's receive stamp (millisecond resolution); the bench "
         f"raises the notifier's per-recipient throttle for its run (`NOTIFIER_THROTTLE_LIMIT="
         f"{THROTTLE}`) and the gateway's rate limit, as every write comes from one account.",
+        "- **relay drain** commits the whole backlog at once into the items outbox (one "
+        "`INSERT ... SELECT`, a topic of its own that no service consumes), wakes the relay "
+        "with its `NOTIFY`, and times until no row of it is unpublished; **raw aiokafka "
+        "batched** sends as many messages of the same size to that topic with every send in "
+        "flight at once and the relay's producer settings. The req/s column holds messages/s.",
+        "- **notifier** produces copies of a real `ItemCreated` (new event and item ids) for "
+        "one account with item mail on and times from the first send to the last 'is listed' "
+        "email in the sink; **raw aiosmtplib pooled** sends as many emails over "
+        f"{o['smtp_pool']} open connections. The req/s column holds emails/s.",
+        "- **agora up, cold** is the bench's own `bring_up` (what `agora up` runs) on fresh "
+        "folders, every step timed inside it (its steps are listed in the row's description "
+        "above); the reference is its slowest single component start. The p50/p99 columns hold "
+        "the one time, in ms. **idle RSS** is each service's process tree 5 s after start, "
+        "before any load.",
+        "- **POST --workers N** is a second items process started with `--workers N` on the "
+        "same database, in the same wrk rounds as the one-worker POST.",
         "- **client CPU** is the load generator's CPU time over the wall time: wrk's for the "
-        "throughput rows, this Python process's for the latency rows. The two cores are shared "
-        "with the whole stack; read the ratios, not the absolute numbers.",
+        "throughput rows, this Python process's for the latency and rate rows. The two cores are "
+        "shared with the whole stack; read the ratios, not the absolute numbers.",
         "",
         "## Reproduce",
         "",
         "```sh",
         "make bench                      # installs wrk when missing, writes this file",
-        "uv run python bench/run.py --seconds 8 --rounds 3 --rate 200 --writes 600",
+        "uv run python bench/run.py --seconds 8 --rounds 3 --rate 200 --writes 600 \\",
+        "    --relay-rows 20000 --emails 500 --workers 2",
+        "uv run python bench/run.py --only relay --relay-rows 100000   # the issue's backlog",
+        "uv run python bench/run.py --only relay --peer-outbox /tmp/fso/bin/python  # + the peer",
         "```",
         "",
         "Every figure of the run is also in `bench/results/<timestamp>.json` (not committed).",
@@ -972,7 +1247,12 @@ def build_report(rows: list[Row], options: Options, **extra: Any) -> dict[str, A
         "commit": git_commit(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "options": {**asdict(options), "out": str(options.out), "doc": str(options.doc)},
+        "options": {
+            **asdict(options),
+            "out": str(options.out),
+            "doc": str(options.doc),
+            "only": sorted(options.only),
+        },
         "rows": [asdict(row) | {"met": row.met()} for row in rows],
         **extra,
     }
@@ -989,13 +1269,32 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--writes", type=int, default=600, help="writes for the latency rows")
     parser.add_argument("--rate", type=float, default=200.0, help="writes/s, open loop")
     parser.add_argument("--smtp-pool", type=int, default=4, help="raw aiosmtplib connections")
+    parser.add_argument("--relay-rows", type=int, default=20_000, help="outbox backlog rows")
+    parser.add_argument("--emails", type=int, default=500, help="emails through the notifier")
+    parser.add_argument("--workers", type=int, default=2, help="items workers, scaling row")
+    parser.add_argument(
+        "--peer-outbox", default="", metavar="PYTHON",
+        help="an interpreter with faststream-outbox 0.19: adds its relay rows (bench/README.md)",
+    )  # fmt: skip
+    parser.add_argument("--peer-rows", type=int, default=5_000, help="the peer's backlog")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run (default all): {', '.join(SCENARIOS)}",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=BENCH / "results")
-    parser.add_argument("--doc", type=Path, default=DOC, help="markdown report ('' to skip)")
+    parser.add_argument(
+        "--doc", default=None,
+        help=f"markdown report ('' to skip; default {DOC.relative_to(REPO)} on a full run, "
+        "none with --only)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     for name in ("seconds", "warmup_seconds", "connections", "threads", "rounds", "writes",
-                 "rate", "smtp_pool"):  # fmt: skip
+                 "rate", "smtp_pool", "relay_rows", "emails", "workers", "peer_rows"):  # fmt: skip
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
+    if not only or only - set(SCENARIOS):
+        parser.error(f"--only takes some of: {', '.join(SCENARIOS)}")
     return Options(
         seconds=args.seconds,
         warmup_seconds=args.warmup_seconds,
@@ -1006,7 +1305,15 @@ def parse(argv: list[str] | None) -> Options:
         rate=args.rate,
         smtp_pool=args.smtp_pool,
         out=args.out,
-        doc=args.doc if str(args.doc) else None,
+        doc=(DOC if only == set(SCENARIOS) else None)
+        if args.doc is None
+        else (Path(args.doc) if args.doc else None),
+        only=only,
+        relay_rows=args.relay_rows,
+        emails=args.emails,
+        workers=args.workers,
+        peer_outbox=args.peer_outbox,
+        peer_rows=args.peer_rows,
     )
 
 
@@ -1038,10 +1345,16 @@ def main(argv: list[str] | None = None) -> int:
         infra: Infra | None = None
         try:
             with console.status("starting the stack and the bare app..."):
-                infra, stack = start_stack(Path(tmp))
+                infra, stack, times, rss = start_stack(Path(tmp), options)
             startup_s = time.perf_counter() - began
-            console.print(f"stack up in {startup_s:.1f} s; measuring")
+            console.print(f"stack up in {startup_s:.1f} s (bring_up {times.total_s:.1f} s); "
+                          "measuring")  # fmt: skip
             rows = asyncio.run(measure_until_signalled(stack, options))
+            if "startup" in options.only:
+                rows += startup_rows(times, rss)
+                console.print(
+                    "start-up steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.steps.items())
+                )
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             console.print("interrupted: no results written")
             return 130
