@@ -35,9 +35,10 @@ import psutil
 import sqlalchemy as sa
 from agora_contract import Envelope, ItemCreated, topics
 from agora_deploy import up
+from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.services import available_services
-from agora_deploy.stack import ComponentInfo, Infra, database_url
+from agora_deploy.stack import ComponentInfo, database_url
 from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
 from agora_kit.outbox import DEFAULT_TABLE_NAME, decode_headers, notify_channel, outbox_table
 from aiokafka import AIOKafkaProducer
