@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from agora_contract import UserRegistered
+from agora_contract import FieldChange, UserRegistered, UserUpdated
 from agora_kit.consumer import ConsumerConfig
 from agora_kit.consumer.memory import MemoryConsumer
 from agora_kit.consumer.retry import Backoff
@@ -70,10 +71,26 @@ async def session_factory(
         await engine.dispose()
 
 
+class CountingPostman(Postman):
+    """The real postman, counting how often a handler asks it to deliver."""
+
+    deliveries = 0
+
+    async def deliver(self, *args: Any, **kwargs: Any) -> None:
+        self.deliveries += 1
+        await super().deliver(*args, **kwargs)
+
+
 def consumer(
     session_factory: async_sessionmaker[AsyncSession], sender: RecordingSender
 ) -> MemoryConsumer:
-    postman = Postman(
+    return driven(session_factory, sender)[0]
+
+
+def driven(
+    session_factory: async_sessionmaker[AsyncSession], sender: RecordingSender
+) -> tuple[MemoryConsumer, CountingPostman]:
+    postman = CountingPostman(
         session_factory=session_factory,
         sender=sender,
         throttle=AllowAll(),
@@ -87,13 +104,14 @@ def consumer(
     handlers = NotifierHandlers(
         session_factory=session_factory, postman=postman, links=Links("http://gateway.test")
     )
-    return MemoryConsumer(
+    driver = MemoryConsumer(
         group=f"memory-{uuid.uuid4().hex[:8]}",
         handlers=handlers.table(),
         session_factory=session_factory,
         tables=models.consumer,
         config=ConsumerConfig(max_attempts=3, backoff=HOUR),
     )
+    return driver, postman
 
 
 def registered() -> UserRegistered:
@@ -155,3 +173,23 @@ async def test_a_permanent_refusal_becomes_a_dead_letter_and_nothing_is_sent(
             )
         ).all()
     assert kinds == ["permanent"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_event_that_plans_no_email_skips_the_postman_until_redelivered(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    sender = RecordingSender()
+    driver, postman = driven(session_factory, sender)
+    event = registered()
+    await driver.send(event)
+    assert postman.deliveries == 1  # the welcome
+    update = UserUpdated(
+        user_id=event.user_id, changes={"name": FieldChange(old="Ada", new="Ada L.")}
+    )
+    envelope = await driver.send(update, aggregateversion=2)
+    assert postman.deliveries == 1  # nothing planned: nothing to attempt
+    # A redelivery cannot know what its first attempt recorded, so it asks the postman.
+    await driver.send_envelope(envelope, topic=update.topic)
+    assert postman.deliveries == 2
+    assert len(sender.sent) == 1

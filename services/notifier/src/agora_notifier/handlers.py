@@ -50,14 +50,19 @@ class NotifierHandlers:
                 # The projection change and the delivery rows commit together, once: a
                 # redelivery finds the event claimed and only resumes the deliveries.
                 session = uow.session
+                # A redelivery resumes whatever the first attempt recorded.
+                to_attempt = True
                 if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
                     planned = await planner(session, envelope, event, self._links)
                     domain = self._postman.config.message_id_domain
-                    await record(session, envelope, planned, domain=domain)
+                    to_attempt = await record(session, envelope, planned, domain=domain)
                 await uow.commit()
-            await self._postman.deliver(
-                envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
-            )
+            # Most events plan no email, or only skipped ones (opted out): those are final as
+            # recorded, and looking for deliveries to attempt would be two more transactions.
+            if to_attempt:
+                await self._postman.deliver(
+                    envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
+                )
         finally:
             final_attempt.reset(last)
             request_id_var.reset(token)

@@ -53,8 +53,14 @@ async def scrub_user(session: AsyncSession, user_id: int) -> None:
 
 async def record(
     session: AsyncSession, envelope: Envelope, planned: Sequence[Planned], *, domain: str
-) -> None:
-    """Insert the planned deliveries of an event (a redelivery inserts nothing new)."""
+) -> bool:
+    """Insert the planned deliveries of an event (a redelivery inserts nothing new).
+
+    Return whether a delivery may be left to attempt: one was inserted ``pending``, or one
+    was there already (its state unknown here). False means every delivery of the event is
+    recorded final (skipped, or none planned), so there is nothing to send.
+    """
+    to_attempt = False
     for mail in planned:
         status = DeliveryStatus.SKIPPED if mail.skip_reason else DeliveryStatus.PENDING
         stmt = (
@@ -72,8 +78,11 @@ async def record(
                 last_error=mail.skip_reason,
             )
             .on_conflict_do_nothing(constraint="uq_delivery_event_kind_recipient")
+            .returning(D.c.id)
         )
-        await session.execute(stmt)
+        inserted = (await session.execute(stmt)).scalar_one_or_none()
+        to_attempt |= inserted is None or status is DeliveryStatus.PENDING
+    return to_attempt
 
 
 async def recent_to(
