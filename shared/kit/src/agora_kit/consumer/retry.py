@@ -85,15 +85,7 @@ def _columns_and_constraints(name: str) -> list[SchemaItem]:
     # creates are identical whatever naming convention the service's MetaData has.
     return [
         sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
-        sa.Column("consumer_group", sa.Text, nullable=False),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("partition", sa.Integer, nullable=False),
-        sa.Column("offset", sa.BigInteger, nullable=False),
-        sa.Column("key", sa.LargeBinary, nullable=True),
-        sa.Column("value", sa.LargeBinary, nullable=True),
-        sa.Column("headers", JSONB, nullable=False),
-        sa.Column("event_id", sa.Uuid, nullable=True),
-        sa.Column("event_type", sa.Text, nullable=True),
+        *record_columns(),
         #: Attempts made so far (0 for a replayed dead letter, which starts afresh).
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=True),
@@ -135,6 +127,24 @@ def create_retry_table(op: MigrationOps, name: str = RETRY_TABLE_NAME) -> None:
 def drop_retry_table(op: MigrationOps, name: str = RETRY_TABLE_NAME) -> None:
     """Drop the consumer retry table."""
     op.drop_table(name)
+
+
+def record_columns() -> list[sa.Column[Any]]:
+    """Return fresh columns that keep a consumed record (shared with the dead-letter table)."""
+    # Fresh objects on every call: a Column belongs to one table. The order is the tables'
+    # column order, so the retry and dead-letter tables keep their DDL.
+    return [
+        sa.Column("consumer_group", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        # NULL for a tombstone (a message without value is malformed for us).
+        sa.Column("value", sa.LargeBinary, nullable=True),
+        sa.Column("headers", JSONB, nullable=False),
+        sa.Column("event_id", sa.Uuid, nullable=True),
+        sa.Column("event_type", sa.Text, nullable=True),
+    ]
 
 
 def record_values(record: Record) -> dict[str, Any]:
