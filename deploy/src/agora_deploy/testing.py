@@ -19,6 +19,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 import pytest_asyncio
+from agora_kit.testing.app import ServiceFactory
 from agora_kit.testing.jwt import JwksServer, JwtKeyring
 from agora_kit.testing.mail import MailClient
 
@@ -113,6 +114,14 @@ def mail_sink(agora_infra: Infra) -> MailSinkHandle:
     """The session's mail sink (Mailpit's API at ``api_url``, SMTP at ``smtp_url``)."""
     info = agora_infra.start_mail()
     return MailSinkHandle(api_url=info.url, smtp_url=info.text("smtp_url"))
+
+
+@pytest.fixture(scope="session")
+def service_factory(
+    create_database: Callable[[str], str], redis_url: str, kafka_bootstrap: str
+) -> ServiceFactory:
+    """A service suite's database, settings, Kafka clients and running app, on this session."""
+    return ServiceFactory(create_database, redis_url, kafka_bootstrap)
 
 
 @dataclass(frozen=True)

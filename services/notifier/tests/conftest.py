@@ -7,7 +7,6 @@ shared mail sink filtered by their own recipients.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,9 +17,7 @@ import pytest_asyncio
 from agora_contract.topics import NOTIFICATIONS_EVENTS
 from agora_deploy.testing import MailSinkHandle
 from agora_kit.kafka import ensure_topics
-from agora_kit.settings import Environment
-from agora_kit.testing.app import app_client
-from agora_kit.testing.db import migrate
+from agora_kit.testing.app import ServiceFactory
 from agora_kit.testing.jwt import JwksServer
 from agora_kit.testing.mail import MailApi
 from agora_notifier.config import NotifierSettings
@@ -33,40 +30,31 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def notifier_database(create_database: Callable[[str], str]) -> str:
+async def notifier_database(service_factory: ServiceFactory) -> str:
     """A fresh database migrated with the service's Alembic chain."""
-    url = create_database("notifier_test")
-    await migrate(url, PROJECT_DIR)
-    return url
+    return await service_factory.database("notifier_test", PROJECT_DIR)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def notifier_settings(
+    service_factory: ServiceFactory,
     notifier_database: str,
-    redis_url: str,
-    kafka_bootstrap: str,
     mail_sink: MailSinkHandle,
     jwks_server: JwksServer,
 ) -> NotifierSettings:
     """Settings of the suite's app: own topics and group, tiny retry backoffs."""
     suffix = uuid.uuid4().hex[:8]
-    settings = NotifierSettings(
-        env=Environment.TEST,
-        database_url=notifier_database,
-        redis_url=redis_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_enable_idempotence=False,
-        smtp_url=mail_sink.smtp_url,  # type: ignore[arg-type]  # validated into SecretStr
+    settings = service_factory.settings(
+        NotifierSettings,
+        notifier_database,
+        smtp_url=mail_sink.smtp_url,
         jwks_url=jwks_server.url,
         public_url="http://gateway.test",
         consumer_group=f"notifier-test-{suffix}",
         consumer_retry_base_delay_s=0.2,
         consumer_retry_max_delay_s=1.0,
         consumer_max_attempts=40,
-        log_json=False,
-        log_level="WARNING",
         shutdown_timeout_s=5.0,
-        relay_poll_interval_s=0.2,
         users_topic=f"test.notifier.users-events.{suffix}",
         items_topic=f"test.notifier.items-events.{suffix}",
         commands_topic=f"test.notifier.commands.{suffix}",
@@ -76,16 +64,13 @@ async def notifier_settings(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def notifier_app(notifier_settings: NotifierSettings) -> AsyncIterator[FastAPI]:
+async def notifier_app(
+    service_factory: ServiceFactory, notifier_settings: NotifierSettings
+) -> AsyncIterator[FastAPI]:
     """The running app (lifespan started), once its consumer owns its partitions."""
     app = create_app(notifier_settings)
-    async with app_client(app) as client:
+    async with service_factory.running(app) as client:
         app.state.test_client = client
-        consumer = app.state.ctx.runtime.consumer
-        deadline = asyncio.get_running_loop().time() + 60
-        while not consumer.assignment:
-            assert asyncio.get_running_loop().time() < deadline, "consumer never got partitions"
-            await asyncio.sleep(0.2)
         yield app
 
 
@@ -97,16 +82,10 @@ def notifier_client(notifier_app: FastAPI) -> httpx.AsyncClient:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def notifier_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+async def notifier_producer(service_factory: ServiceFactory) -> AsyncIterator[AIOKafkaProducer]:
     """A plain producer for publishing test envelopes."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, enable_idempotence=False, acks="all"
-    )
-    await asyncio.wait_for(producer.start(), 30)
-    try:
+    async with service_factory.producer() as producer:
         yield producer
-    finally:
-        await asyncio.wait_for(producer.stop(), 30)
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ count per client) and fresh ``X-Request-ID``s (messages are matched on ``correla
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,11 +17,10 @@ import pytest_asyncio
 from agora_contract.topics import NOTIFIER_COMMANDS, USERS_EVENTS
 from agora_kit.kafka import ensure_topics
 from agora_kit.settings import Environment
-from agora_kit.testing.db import migrate
+from agora_kit.testing.app import ServiceFactory
 from agora_users.config import UsersSettings
 from agora_users.main import create_app
 from agora_users.testing import PROJECT_DIR, ClientFactory, UsersTap
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -30,11 +28,9 @@ _addresses = itertools.count(1)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def users_database(create_database: Callable[[str], str]) -> str:
+async def users_database(service_factory: ServiceFactory) -> str:
     """A fresh database migrated with the service's Alembic chain."""
-    url = create_database("users_test")
-    await migrate(url, PROJECT_DIR)
-    return url
+    return await service_factory.database("users_test", PROJECT_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +41,16 @@ def users_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def users_settings(
-    users_database: str, redis_url: str, kafka_bootstrap: str, users_keys_dir: Path
+    service_factory: ServiceFactory, users_database: str, users_keys_dir: Path
 ) -> UsersSettings:
     """Settings of the suite's app (development: keys are generated in the key folder)."""
-    return UsersSettings(
+    return service_factory.settings(
+        UsersSettings,
+        users_database,
         env=Environment.DEVELOPMENT,
-        database_url=users_database,
-        redis_url=redis_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_enable_idempotence=False,
         keys_dir=users_keys_dir,
         key_reload_interval_s=0.2,
-        log_json=False,
-        log_level="WARNING",
         shutdown_timeout_s=5.0,
-        relay_poll_interval_s=0.2,
     )
 
 
@@ -75,23 +66,13 @@ async def users_engine(users_database: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def users_tap(
-    users_settings: UsersSettings, users_engine: AsyncEngine
+    service_factory: ServiceFactory, users_settings: UsersSettings, users_engine: AsyncEngine
 ) -> AsyncIterator[UsersTap]:
     """Collect users.events and notifier.commands from their current end."""
     topics = [USERS_EVENTS, NOTIFIER_COMMANDS]
     await ensure_topics(users_settings, topics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=users_settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        request_timeout_ms=10_000,
-        fetch_max_wait_ms=50,
-    )
-    tap = UsersTap(consumer, users_engine)
-    try:
-        await asyncio.wait_for(tap.start(topics), 30)
+    async with UsersTap(service_factory.tap_consumer(), users_engine).running(topics) as tap:
         yield tap
-    finally:
-        await tap.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from agora_kit.params import Page
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from agora_notifier.models import DeliveryStatus
@@ -29,16 +30,8 @@ class DeliveryPublic(BaseModel):
     sent_at: datetime | None
 
 
-class DeliveryPage(BaseModel):
+class DeliveryPage(Page[DeliveryPublic]):
     """One page of the caller's deliveries, newest first."""
-
-    model_config = ConfigDict(frozen=True)
-
-    items: list[DeliveryPublic]
-    total: int
-    skip: int
-    limit: int
-    offset: int = Field(deprecated="Use `skip`; `offset` goes in version 0.3.")
 
 
 class Preferences(BaseModel):

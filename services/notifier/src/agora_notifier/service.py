@@ -35,22 +35,10 @@ async def list_deliveries(
     total = (
         await session.execute(sa.select(sa.func.count()).select_from(D).where(*filters))
     ).scalar_one()
+    # The columns are the model's fields but for ``error`` (``last_error``); the rest of the
+    # row (the template context, the user id, ...) is not for the caller and is ignored.
     items = [
-        DeliveryPublic(
-            id=row.id,
-            event_id=row.event_id,
-            kind=row.kind,
-            status=DeliveryStatus(row.status),
-            recipient=row.recipient,
-            subject=row.subject,
-            message_id=row.message_id,
-            attempts=row.attempts,
-            error=row.last_error,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            sent_at=row.sent_at,
-        )
-        for row in rows
+        DeliveryPublic.model_validate({**row._mapping, "error": row.last_error}) for row in rows
     ]
     return DeliveryPage(items=items, total=int(total), skip=skip, limit=limit, offset=skip)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from agora_kit.deps import AdminDep, CurrentUserDep, SessionDep, get_context, uow_dependency
-from agora_kit.runtime import ServiceContext
+from agora_kit.deps import AdminDep, CurrentUserDep, SessionDep, get_runtime, uow_dependency
 from agora_kit.uow import UnitOfWork
 from fastapi import Depends, Request
 
 from agora_users.bootstrap import UsersRuntime
-from agora_users.config import UsersSettings
 from agora_users.models import OUTBOX
 
 __all__ = [
@@ -20,19 +18,11 @@ __all__ = [
     "RuntimeDep",
     "SessionDep",
     "UowDep",
-    "UsersContextDep",
     "UsersRuntime",
 ]
 
-UsersContext = ServiceContext[UsersSettings, UsersRuntime]
-#: The running service's context, typed over its settings and runtime.
-UsersContextDep = Annotated[UsersContext, Depends(get_context)]
-
-
-async def get_runtime(ctx: UsersContextDep) -> UsersRuntime:
-    """Return the users service's runtime."""
-    return ctx.runtime
-
+#: The running service's runtime, typed.
+RuntimeDep = Annotated[UsersRuntime, Depends(get_runtime)]
 
 #: A fresh unit of work per request over the service's outbox.
 get_uow = uow_dependency(OUTBOX)
@@ -43,6 +33,5 @@ async def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-RuntimeDep = Annotated[UsersRuntime, Depends(get_runtime)]
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 ClientDep = Annotated[str | None, Depends(client_address)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import sqlalchemy as sa
@@ -36,6 +36,8 @@ __all__ = [
     "SettingsDep",
     "current_user",
     "get_context",
+    "get_runtime",
+    "get_settings",
     "optional_user",
     "require_admin",
     "uow_dependency",
@@ -73,6 +75,14 @@ async def get_settings(ctx: ContextDep) -> ServiceSettings:
     """Return the service settings."""
     settings: ServiceSettings = ctx.settings
     return settings
+
+
+async def get_runtime(ctx: ContextDep) -> Any:
+    """Return the running service's runtime.
+
+    A service types it with its own alias: ``Annotated[ItemsRuntime, Depends(get_runtime)]``.
+    """
+    return ctx.runtime
 
 
 async def get_redis(ctx: ContextDep) -> Redis:

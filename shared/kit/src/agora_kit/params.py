@@ -1,10 +1,11 @@
-"""What every service shares for integer input: ids fit a Postgres ``bigint``, paging bounded."""
+"""What every service shares for integer input and paging: ids fit a ``bigint``, pages bounded."""
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Generic, TypeVar
 
 from fastapi import Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 #: The largest Postgres ``bigint``: an id or offset beyond it cannot even be sent to the database.
 BIGINT_MAX: Final = 2**63 - 1
@@ -43,3 +44,22 @@ async def _skip(
 
 #: How many items a listing skips: ``skip`` everywhere (``offset`` still accepted, deprecated).
 SkipDep = Annotated[int, Depends(_skip)]
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a listing and how many match in all (a service subclasses it by name).
+
+    ``class DeliveryPage(Page[DeliveryPublic])`` keeps the schema's name in the OpenAPI document.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[ItemT]
+    total: int
+    skip: int
+    limit: int
+    #: Echoes ``skip`` for clients of the deprecated ``offset`` parameter (``SkipDep``).
+    offset: int = Field(deprecated="Use `skip`; `offset` goes in version 0.3.")

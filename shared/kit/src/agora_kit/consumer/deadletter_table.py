@@ -6,10 +6,10 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import SchemaItem
 
 from agora_kit._tables import MigrationOps
+from agora_kit.consumer.retry import record_columns
 
 DEAD_LETTER_TABLE_NAME = "dead_letter"
 
@@ -37,16 +37,7 @@ def _columns_and_constraints(name: str) -> list[SchemaItem]:
     statuses = ", ".join(f"'{s.value}'" for s in DeadLetterStatus)
     return [
         sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
-        sa.Column("consumer_group", sa.Text, nullable=False),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("partition", sa.Integer, nullable=False),
-        sa.Column("offset", sa.BigInteger, nullable=False),
-        sa.Column("key", sa.LargeBinary, nullable=True),
-        # NULL for a tombstone (a message without value is malformed for us).
-        sa.Column("value", sa.LargeBinary, nullable=True),
-        sa.Column("headers", JSONB, nullable=False),
-        sa.Column("event_id", sa.Uuid, nullable=True),
-        sa.Column("event_type", sa.Text, nullable=True),
+        *record_columns(),
         sa.Column("error", sa.Text, nullable=False),
         sa.Column("error_kind", sa.Text, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),

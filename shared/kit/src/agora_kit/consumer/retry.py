@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import SchemaItem
+from sqlalchemy.types import TypeEngine
 
 from agora_kit._tables import MigrationOps
 from agora_kit.outbox import decode_headers, encode_headers
@@ -85,15 +86,7 @@ def _columns_and_constraints(name: str) -> list[SchemaItem]:
     # creates are identical whatever naming convention the service's MetaData has.
     return [
         sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
-        sa.Column("consumer_group", sa.Text, nullable=False),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("partition", sa.Integer, nullable=False),
-        sa.Column("offset", sa.BigInteger, nullable=False),
-        sa.Column("key", sa.LargeBinary, nullable=True),
-        sa.Column("value", sa.LargeBinary, nullable=True),
-        sa.Column("headers", JSONB, nullable=False),
-        sa.Column("event_id", sa.Uuid, nullable=True),
-        sa.Column("event_type", sa.Text, nullable=True),
+        *record_columns(),
         #: Attempts made so far (0 for a replayed dead letter, which starts afresh).
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=True),
@@ -135,6 +128,27 @@ def create_retry_table(op: MigrationOps, name: str = RETRY_TABLE_NAME) -> None:
 def drop_retry_table(op: MigrationOps, name: str = RETRY_TABLE_NAME) -> None:
     """Drop the consumer retry table."""
     op.drop_table(name)
+
+
+#: The columns that keep a consumed record, as (name, type, nullable), in the tables' order.
+_RECORD_COLUMNS: tuple[tuple[str, type[TypeEngine[Any]], bool], ...] = (
+    ("consumer_group", sa.Text, False),
+    ("topic", sa.Text, False),
+    ("partition", sa.Integer, False),
+    ("offset", sa.BigInteger, False),
+    ("key", sa.LargeBinary, True),
+    # NULL for a tombstone (a message without value is malformed for us).
+    ("value", sa.LargeBinary, True),
+    ("headers", JSONB, False),
+    ("event_id", sa.Uuid, True),
+    ("event_type", sa.Text, True),
+)
+
+
+def record_columns() -> list[sa.Column[Any]]:
+    """Return fresh columns that keep a consumed record (shared with the dead-letter table)."""
+    # Fresh objects on every call: a Column belongs to one table.
+    return [sa.Column(name, type_, nullable=nullable) for name, type_, nullable in _RECORD_COLUMNS]
 
 
 def record_values(record: Record) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from agora_kit.consumer.deadletter_table import DeadLetterStatus, ErrorKind
 from agora_kit.consumer.deadletters import (
@@ -25,7 +25,7 @@ from agora_kit.consumer.deadletters import (
     DeadLetterStore,
 )
 from agora_kit.errors import Conflict, NotFound
-from agora_kit.params import BIGINT_MAX, SkipDep
+from agora_kit.params import BIGINT_MAX, Page, SkipDep
 
 MAX_PAGE = 200
 
@@ -97,16 +97,8 @@ class DeadLetterPublic(BaseModel):
         )
 
 
-class DeadLetterPage(BaseModel):
+class DeadLetterPage(Page[DeadLetterPublic]):
     """One page of dead letters, newest first, and how many match in all."""
-
-    model_config = ConfigDict(frozen=True)
-
-    items: list[DeadLetterPublic]
-    total: int
-    skip: int
-    limit: int
-    offset: int = Field(deprecated="Use `skip`; `offset` goes in version 0.3.")
 
 
 def dead_letter_router(

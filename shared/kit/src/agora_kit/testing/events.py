@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from agora_contract import Envelope
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -60,6 +61,15 @@ class EventTap:
             for tp in partitions:  # resolved now, before any test writes
                 self._positions[tp] = await self.consumer.position(tp)
         self._task = asyncio.create_task(self._run(), name="event-tap")
+
+    @contextlib.asynccontextmanager
+    async def running(self, topics: Sequence[str]) -> AsyncIterator[Self]:
+        """Start collecting ``topics`` (as ``start``), yield the tap, then stop it."""
+        await self.start(topics)
+        try:
+            yield self
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         """Stop collecting and close the consumer."""
