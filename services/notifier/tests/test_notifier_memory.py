@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
@@ -16,13 +17,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from agora_contract import FieldChange, UserRegistered, UserUpdated
+from agora_contract import FieldChange, ItemCreated, UserRegistered, UserUpdated
 from agora_kit.consumer import ConsumerConfig
 from agora_kit.consumer.memory import MemoryConsumer
 from agora_kit.consumer.retry import Backoff
 from agora_kit.db import create_engine, create_session_factory
 from agora_kit.settings import ServiceSettings
-from agora_notifier import models
+from agora_notifier import models, projection
 from agora_notifier.handlers import NotifierHandlers
 from agora_notifier.postman import Postman
 from agora_notifier.postman_config import PostmanConfig
@@ -193,3 +194,28 @@ async def test_an_event_that_plans_no_email_skips_the_postman_until_redelivered(
     await driver.send_envelope(envelope, topic=update.topic)
     assert postman.deliveries == 2
     assert len(sender.sent) == 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_item_projection_keeps_the_newest_version(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = uuid.uuid4().int % 2**52
+
+    def created(name: str) -> ItemCreated:
+        return ItemCreated(
+            item_id=item_id, owner_id=1, name=name, description=None, price=Decimal("1.00"),
+            currency="EUR", tags=[], status="active",
+        )  # fmt: skip
+
+    async def apply(name: str, version: int | None) -> str | None:
+        async with session_factory.begin() as session:
+            await projection.apply_item_created(session, created(name), version)
+        async with session_factory() as session:
+            known = await projection.get_item(session, item_id)
+        return None if known is None else known.name
+
+    assert await apply("v2", 2) == "v2"
+    assert await apply("v1", 1) == "v2"  # an older event arriving late changes nothing
+    assert await apply("v3", 3) == "v3"
+    assert await apply("unversioned", None) == "unversioned"  # no version: the last one wins

@@ -63,18 +63,22 @@ def _newer(column: sa.ColumnElement[int | None], version: int | None) -> sa.Colu
     return sa.or_(column.is_(None), column < version)
 
 
+# The statements run for every event are built once, with bound parameters: built per call,
+# SQLAlchemy spends about 100 us of CPU on each one's cache key.
+_RECIPIENT = (
+    sa.select(R, sa.func.coalesce(models.preference.c.item_mail, sa.true()).label("item_mail"))
+    .outerjoin(models.preference, models.preference.c.user_id == R.c.user_id)
+    .where(R.c.user_id == sa.bindparam("p_user_id"))
+)
+_RECIPIENT_FOR_UPDATE = _RECIPIENT.with_for_update(of=R)
+
+
 async def get_recipient(
     session: AsyncSession, user_id: int, *, for_update: bool = False
 ) -> Recipient | None:
     """Return the projected recipient with its preference, or None if never seen."""
-    stmt = (
-        sa.select(R, sa.func.coalesce(models.preference.c.item_mail, sa.true()).label("item_mail"))
-        .outerjoin(models.preference, models.preference.c.user_id == R.c.user_id)
-        .where(R.c.user_id == user_id)
-    )
-    if for_update:
-        stmt = stmt.with_for_update(of=R)
-    row = (await session.execute(stmt)).one_or_none()
+    stmt = _RECIPIENT_FOR_UPDATE if for_update else _RECIPIENT
+    row = (await session.execute(stmt, {"p_user_id": user_id})).one_or_none()
     if row is None:
         return None
     return Recipient(
@@ -175,23 +179,39 @@ async def get_item(session: AsyncSession, item_id: int) -> KnownItem | None:
     return None if row is None else KnownItem(row.item_id, row.name, row.currency)
 
 
+def _item_created() -> sa.Insert:
+    version = sa.bindparam("p_version", type_=sa.Integer)
+    stmt = pg_insert(I).values(
+        item_id=sa.bindparam("p_item_id"),
+        owner_id=sa.bindparam("p_owner_id"),
+        name=sa.bindparam("p_name"),
+        currency=sa.bindparam("p_currency"),
+        version=version,
+    )
+    # The stored version is older than this event's, or either is unknown (as ``_newer``).
+    newer = sa.or_(I.c.version.is_(None), version.is_(None), I.c.version < version)
+    return stmt.on_conflict_do_update(
+        index_elements=[I.c.item_id],
+        set_={"name": stmt.excluded.name, "currency": stmt.excluded.currency, "version": version},
+        where=newer,
+    )
+
+
+_ITEM_CREATED = _item_created()
+
+
 async def apply_item_created(
     session: AsyncSession, event: ItemCreated, version: int | None
 ) -> None:
     """Remember the item's name and currency."""
-    stmt = pg_insert(I).values(
-        item_id=event.item_id,
-        owner_id=event.owner_id,
-        name=clean_name(event.name),
-        currency=event.currency,
-        version=version,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[I.c.item_id],
-        set_={"name": stmt.excluded.name, "currency": stmt.excluded.currency, "version": version},
-        where=_newer(I.c.version, version),
-    )
-    await session.execute(stmt)
+    params = {
+        "p_item_id": event.item_id,
+        "p_owner_id": event.owner_id,
+        "p_name": clean_name(event.name),
+        "p_currency": event.currency,
+        "p_version": version,
+    }
+    await session.execute(_ITEM_CREATED, params)
 
 
 async def apply_item_updated(

@@ -51,6 +51,20 @@ async def scrub_user(session: AsyncSession, user_id: int) -> None:
     )
 
 
+#: Built once with bound parameters (``p_`` + column): per call, ``.values(...)`` of literals
+#: costs SQLAlchemy about 100 us of CPU for the statement's cache key.
+_RECORD_COLUMNS = (
+    "event_id", "event_type", "kind", "user_id", "recipient", "recipient_name", "context",
+    "status", "message_id", "last_error",
+)  # fmt: skip
+_RECORD = (
+    pg_insert(D)
+    .values({name: sa.bindparam(f"p_{name}") for name in _RECORD_COLUMNS})
+    .on_conflict_do_nothing(constraint="uq_delivery_event_kind_recipient")
+    .returning(D.c.id)
+)
+
+
 async def record(
     session: AsyncSession, envelope: Envelope, planned: Sequence[Planned], *, domain: str
 ) -> bool:
@@ -63,24 +77,19 @@ async def record(
     to_attempt = False
     for mail in planned:
         status = DeliveryStatus.SKIPPED if mail.skip_reason else DeliveryStatus.PENDING
-        stmt = (
-            pg_insert(D)
-            .values(
-                event_id=envelope.id,
-                event_type=envelope.type,
-                kind=mail.kind.value,
-                user_id=mail.user_id,
-                recipient=mail.recipient,
-                recipient_name=mail.recipient_name,
-                context=mail.context,
-                status=status.value,
-                message_id=message_id(envelope.id, mail.kind.value, mail.recipient, domain),
-                last_error=mail.skip_reason,
-            )
-            .on_conflict_do_nothing(constraint="uq_delivery_event_kind_recipient")
-            .returning(D.c.id)
-        )
-        inserted = (await session.execute(stmt)).scalar_one_or_none()
+        params = {
+            "p_event_id": envelope.id,
+            "p_event_type": envelope.type,
+            "p_kind": mail.kind.value,
+            "p_user_id": mail.user_id,
+            "p_recipient": mail.recipient,
+            "p_recipient_name": mail.recipient_name,
+            "p_context": mail.context,
+            "p_status": status.value,
+            "p_message_id": message_id(envelope.id, mail.kind.value, mail.recipient, domain),
+            "p_last_error": mail.skip_reason,
+        }
+        inserted = (await session.execute(_RECORD, params)).scalar_one_or_none()
         to_attempt |= inserted is None or status is DeliveryStatus.PENDING
     return to_attempt
 

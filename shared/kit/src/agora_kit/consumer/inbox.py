@@ -13,6 +13,7 @@ changes the database once.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 
@@ -73,13 +74,20 @@ async def claim(conn: Executor, table: sa.Table, *, group: str, event_id: uuid.U
     Runs in the caller's transaction: a concurrent claim of the same event waits for this
     transaction and then sees the conflict, so exactly one of them applies the effect.
     """
-    stmt = (
+    params = {"p_group": group, "p_event_id": event_id}
+    return (await conn.execute(_claim_statement(table), params)).scalar_one_or_none() is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_statement(table: sa.Table) -> sa.Insert:
+    # Built once per table with bound parameters: building it per call (``.values(...)`` of
+    # the literals) cost about 100 us of CPU per event in SQLAlchemy's statement cache key.
+    return (
         pg_insert(table)
-        .values(consumer_group=group, event_id=event_id)
+        .values(consumer_group=sa.bindparam("p_group"), event_id=sa.bindparam("p_event_id"))
         .on_conflict_do_nothing(index_elements=["consumer_group", "event_id"])
         .returning(table.c.event_id)
     )
-    return (await conn.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def is_processed(conn: Executor, table: sa.Table, *, group: str, event_id: uuid.UUID) -> bool:
