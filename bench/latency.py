@@ -48,7 +48,7 @@ async def raw_broker(bootstrap: str, partitions: int, options: common.Options) -
         request_timeout_ms=10_000,
     )
     await asyncio.wait_for(producer.start(), 15)
-    consumer = await openloop.topic_reader(bootstrap, common.RAW_TOPIC)
+    tap = await openloop.topic_reader(bootstrap, common.RAW_TOPIC)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     errors = 0
@@ -60,7 +60,7 @@ async def raw_broker(bootstrap: str, partitions: int, options: common.Options) -
 
     reader = asyncio.create_task(
         openloop.read_until(
-            consumer, seen, key_of, lambda: finished.is_set() and sent.keys() <= seen.keys(),
+            tap, seen, key_of, lambda: finished.is_set() and sent.keys() <= seen.keys(),
             timeout=options.writes / options.rate + 60,
         )
     )  # fmt: skip
@@ -85,7 +85,7 @@ async def raw_broker(bootstrap: str, partitions: int, options: common.Options) -
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
-        await asyncio.wait_for(consumer.stop(), 10)
+        await tap.stop()
         await asyncio.wait_for(producer.stop(), 10)
     lost = [k for k in sent if k not in seen]
     samples = [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
@@ -164,7 +164,7 @@ async def write_latency(
 ) -> tuple[openloop.Latency, openloop.Latency]:
     """``options.writes`` items at ``options.rate``/s, open loop, by an account with item
     mail on: 201 -> ``ItemCreated`` on items.events, and 201 -> "is listed" email in the sink."""
-    consumer = await openloop.topic_reader(bootstrap, topics.ITEMS_EVENTS)
+    tap = await openloop.topic_reader(bootstrap, topics.ITEMS_EVENTS)
     created: dict[str, float] = {}
     created_wall: dict[str, float] = {}
     names: dict[str, str] = {}
@@ -181,7 +181,7 @@ async def write_latency(
 
     reader = asyncio.create_task(
         openloop.read_until(
-            consumer, seen, key_of, lambda: finished.is_set() and created.keys() <= seen.keys(),
+            tap, seen, key_of, lambda: finished.is_set() and created.keys() <= seen.keys(),
             timeout=options.writes / options.rate + 60,
         )
     )  # fmt: skip
@@ -210,7 +210,7 @@ async def write_latency(
     finally:
         reader.cancel()
         (outcome,) = await asyncio.gather(reader, return_exceptions=True)
-        await asyncio.wait_for(consumer.stop(), 10)
+        await tap.stop()
     if isinstance(outcome, Exception):
         common.console.print(f"  the event reader failed: {outcome!r}")
     client_cpu = time.process_time() - cpu

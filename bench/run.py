@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         notifier,
         relay,
         report,
+        scaling,
         startup,
         system,
         throughput,
@@ -62,6 +63,7 @@ else:
     import notifier
     import relay
     import report
+    import scaling
     import startup
     import system
     import throughput
@@ -85,8 +87,10 @@ async def run_scenarios(stack: system.Stack, options: common.Options) -> list[fi
             )
         if stack.stop_items_workers is not None:
             # Its relay may hold the outbox lock, and its workers take CPU: the rows below
-            # are measured with the stack as `agora up` runs it.
+            # are measured with the stack as `agora up` runs it, its own relay publishing.
             await asyncio.to_thread(stack.stop_items_workers)
+            took = await asyncio.to_thread(scaling.wait_relay_active, stack.items)
+            common.console.print(f"items --workers stopped; the stack's relay leads ({took:.1f} s)")
         writer: accounts.Account | None = None
         if only & {"latency", "notifier"}:
             writer = await accounts.register(users, stack.mail, "mail")

@@ -13,6 +13,7 @@ from agora_deploy.infra import Infra
 from agora_deploy.launchers.process import ManagedProcess, free_port
 from agora_deploy.services import available_services
 from agora_deploy.stack import ComponentInfo
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
@@ -64,3 +65,24 @@ def start_items_workers(infra: Infra, workers: int) -> tuple[str, ManagedProcess
             raise RuntimeError(f"items --workers {workers} exited; see {process.log_path}")
         time.sleep(0.3)
     raise RuntimeError(f"items --workers {workers} was not ready within 90 s")
+
+
+def wait_relay_active(items_url: str, *, timeout: float = 30.0) -> float:
+    """Wait until the stack's items relay holds the outbox lock again; return the seconds.
+
+    After the ``--workers`` process stops, its relay may have held the lock: the stack's relay,
+    a standby, takes it over at its next retry (about 2 s). Until then no item event is
+    published, which the next rows would count as latency.
+    """
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        with contextlib.suppress(httpx.HTTPError):
+            resp = httpx.get(f"{items_url}/metrics", timeout=2)
+            resp.raise_for_status()
+            for family in text_string_to_metric_families(resp.text):
+                if family.name == "agora_relay_active" and any(
+                    s.value >= 1 for s in family.samples if s.name == family.name
+                ):
+                    return time.monotonic() - began
+        time.sleep(0.2)
+    raise RuntimeError(f"the items relay did not take the outbox lock within {timeout:.0f} s")
