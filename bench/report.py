@@ -123,7 +123,8 @@ def markdown(report: dict[str, Any], rows: list[figures.Row]) -> str:
         "same process during the measurement; the outbox is drained after each of its turns.",
         "- **raw aiokafka** produces at the write rate with the relay's producer settings "
         "(acks=all, the same linger and batch size) and reads with the same consumer as the "
-        "201 -> event row (assigned partitions, `fetch_max_wait_ms=10`).",
+        "201 -> event row (a consumer per partition, `fetch_max_wait_ms=10`, caught up before "
+        "the first write).",
         "- **raw aiosmtplib** sends one email per write at the write rate over as many open "
         "connections as the notifier keeps, to the same sink; the time is to the server's 250.",
         "- **201 -> email** uses the sink's receive stamp (millisecond resolution); the bench "
