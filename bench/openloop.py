@@ -1,0 +1,172 @@
+"""Open-loop latency: samples, a fixed-rate scheduler, and a topic reader per partition."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+if TYPE_CHECKING:
+    # mypy names files by package path from the repo root (explicit_package_bases); run as a
+    # script, this folder is on sys.path and each module here is a top-level one.
+    from bench import common
+else:
+    import common
+
+
+@dataclass
+class Latency:
+    """Latency samples of one open-loop scenario."""
+
+    samples_ms: list[float]
+    errors: int
+    seconds: float
+    client_cpu_s: float = 0.0
+
+    def pct(self, q: float) -> float:
+        """The ``q`` quantile (0..1) in ms, nearest rank; NaN when empty."""
+        if not self.samples_ms:
+            return math.nan
+        ordered = sorted(self.samples_ms)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def open_loop(
+    count: int, rate: float, one: Callable[[int, float], Awaitable[None]], *, in_flight: int = 256
+) -> float:
+    """Start ``one(index, scheduled_at)`` at ``rate`` per second regardless of completions."""
+    gate = asyncio.Semaphore(in_flight)
+    start = time.perf_counter()
+
+    async def guarded(index: int, at: float) -> None:
+        async with gate:
+            await one(index, at)
+
+    tasks = []
+    for index in range(count):
+        at = start + index / rate
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        tasks.append(asyncio.create_task(guarded(index, at)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start
+
+
+def _reader(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        request_timeout_ms=10_000,
+    )
+
+
+@dataclass
+class TopicReader:
+    """One assigned consumer per partition of a topic (fetch wait 10 ms), each from its end.
+
+    One per partition, not one over all of them: on the embedded broker a consumer assigned to
+    several partitions got empty fetches for some of them for as long as it ran while their
+    high watermark grew (the 201 -> event row saw 0 of 600 events after the throughput rounds);
+    a consumer per partition read the same offsets at once, every time.
+    """
+
+    consumers: list[AIOKafkaConsumer]
+
+    async def caught_up(self) -> bool:
+        """Whether every consumer has read up to its partition's high watermark."""
+        for consumer in self.consumers:
+            (tp,) = consumer.assignment()
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop every consumer (bounded)."""
+        await asyncio.gather(
+            *(asyncio.wait_for(c.stop(), 10) for c in self.consumers), return_exceptions=True
+        )
+
+
+async def topic_reader(bootstrap: str, topic: str) -> TopicReader:
+    """A reader of every partition of ``topic``, caught up to its end.
+
+    It seeks to the end offsets, then reads up to the high watermarks: the embedded broker
+    answers the end offset with the first offset of its newest second of records (seen: 1682
+    for a log ending at 2739), so a seek alone can leave a backlog in front of the samples.
+    """
+    reader = TopicReader([_reader(bootstrap)])
+    first = reader.consumers[0]
+    await asyncio.wait_for(first.start(), 15)
+    try:
+        deadline = time.monotonic() + 15
+        parts: list[TopicPartition] = []
+        while not parts and time.monotonic() < deadline:
+            await first.topics()
+            parts = [
+                TopicPartition(topic, p) for p in sorted(first.partitions_for_topic(topic) or ())
+            ]
+            if not parts:
+                await asyncio.sleep(0.2)
+        if not parts:
+            raise RuntimeError(f"{topic} has no partitions")
+        for _ in parts[1:]:
+            reader.consumers.append(consumer := _reader(bootstrap))
+            await asyncio.wait_for(consumer.start(), 15)
+        for consumer, tp in zip(reader.consumers, parts, strict=True):
+            consumer.assign([tp])
+            consumer.seek(tp, (await consumer.end_offsets([tp]))[tp])
+        # Read what is left up to the high watermarks (the fetches report them exactly), so
+        # the first samples do not wait behind that backlog.
+        await read_until(reader, {}, lambda _: None, lambda: False, timeout=30, until=reader)
+    except BaseException:
+        await reader.stop()
+        raise
+    return reader
+
+
+async def read_until(
+    reader: TopicReader,
+    seen: dict[str, float],
+    key_of: Callable[[bytes], str | None],
+    done: Callable[[], bool],
+    *,
+    timeout: float,
+    until: TopicReader | None = None,
+) -> None:
+    """Note when each record arrives (by ``key_of(value)``) until ``done()`` or the timeout.
+
+    Each partition's consumer reads on its own, so a record is noted as soon as its own fetch
+    returns. With ``until``, stop once it has caught up instead (and fail at the timeout).
+    """
+    deadline = time.perf_counter() + timeout
+    caught = asyncio.Event()
+
+    async def read(consumer: AIOKafkaConsumer) -> None:
+        while not done() and not caught.is_set() and time.perf_counter() < deadline:
+            batch = await consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for record in (r for rs in batch.values() for r in rs):
+                key = key_of(record.value or b"")
+                if key is not None:
+                    seen.setdefault(key, now)
+            if until is not None and await until.caught_up():
+                caught.set()
+
+    await asyncio.gather(*(read(consumer) for consumer in reader.consumers))
+    if until is not None and not caught.is_set():
+        raise RuntimeError(f"the topic reader did not reach the end within {timeout:.0f} s")
+
+
+def say(what: str, lat: Latency) -> None:
+    """Print one latency scenario's progress line."""
+    common.console.print(
+        f"  {what}: p50 {lat.pct(0.5):.1f} ms, p99 {lat.pct(0.99):.1f} ms, "
+        f"{len(lat.samples_ms)} samples, {lat.errors} errors"
+    )
