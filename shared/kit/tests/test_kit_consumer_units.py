@@ -20,6 +20,7 @@ from agora_kit.consumer.deadletter_table import ErrorKind
 from agora_kit.consumer.handlers import Decoded, Poison, parse, type_label
 from agora_kit.consumer.lag import partition_lag
 from agora_kit.consumer.retry import Backoff, Record
+from agora_kit.settings import ServiceSettings
 from aiokafka import TopicPartition
 
 
@@ -187,3 +188,11 @@ def test_feed_headers_keep_originals_and_replace_ours() -> None:
     assert as_dict["x-agora-original-partition"] == b"2"
     assert as_dict["x-agora-original-offset"] == b"41"
     assert as_dict["x-agora-error-kind"] == b"permanent"
+
+
+def test_config_follows_settings() -> None:
+    settings = ServiceSettings(consumer_fetch_max_wait_ms=40, consumer_max_attempts=4)
+    config = ConsumerConfig.from_settings(settings, max_poll_records=50)
+    assert (config.fetch_max_wait_ms, config.max_attempts) == (40, 4)
+    assert config.max_poll_records == 50
+    assert ConsumerConfig.from_settings(ServiceSettings()).fetch_max_wait_ms == 25

@@ -145,6 +145,11 @@ class ServiceSettings(BaseSettings):
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=3000, validation_alias="CONSUMER_SESSION_TIMEOUT_MS"
     )
+    #: How long a fetch may wait for records: the most an idle consumer adds to an event's
+    #: latency on a broker that answers only when the wait is over (the embedded one).
+    consumer_fetch_max_wait_ms: int = Field(
+        default=25, ge=1, le=10_000, validation_alias="CONSUMER_FETCH_MAX_WAIT_MS"
+    )
     # --- end of part "consumer" ---
 
     @property

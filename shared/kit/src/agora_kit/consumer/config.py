@@ -41,7 +41,7 @@ class ConsumerConfig:
     heartbeat_interval_ms: int = 3_000
     #: Our fetch loop polls independently of handlers; this bounds the revoke callback.
     max_poll_interval_ms: int = 300_000
-    fetch_max_wait_ms: int = 100
+    fetch_max_wait_ms: int = 25
     request_timeout_ms: int = 10_000
     max_poll_records: int = 200
     #: Records held per partition before it is paused (backpressure).
@@ -108,6 +108,7 @@ class ConsumerConfig:
             "handler_timeout_s": settings.consumer_handler_timeout_s,
             "stall_timeout_s": settings.consumer_stall_timeout_s,
             "session_timeout_ms": settings.consumer_session_timeout_ms,
+            "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
             "heartbeat_interval_ms": settings.consumer_session_timeout_ms // 3,
             "request_timeout_ms": settings.kafka_request_timeout_ms,
             "stop_timeout_s": settings.shutdown_timeout_s,
