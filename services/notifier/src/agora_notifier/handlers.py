@@ -50,8 +50,8 @@ class NotifierHandlers:
                 # The projection change and the delivery rows commit together, once: a
                 # redelivery finds the event claimed and only resumes the deliveries.
                 session = uow.session
-                # A redelivery resumes whatever the first attempt recorded.
-                to_attempt = True
+                # A redelivery resumes whatever the first attempt recorded (None: look it up).
+                to_attempt: list[int] | None = None
                 if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
                     planned = await planner(session, envelope, event, self._links)
                     domain = self._postman.config.message_id_domain
@@ -59,9 +59,10 @@ class NotifierHandlers:
                 await uow.commit()
             # Most events plan no email, or only skipped ones (opted out): those are final as
             # recorded, and looking for deliveries to attempt would be two more transactions.
-            if to_attempt:
+            if to_attempt is None or to_attempt:
+                secrets = secret_context(event, self._links)
                 await self._postman.deliver(
-                    envelope, secrets=secret_context(event, self._links), attempt=ctx.attempt
+                    envelope, secrets=secrets, attempt=ctx.attempt, ids=to_attempt
                 )
         finally:
             final_attempt.reset(last)

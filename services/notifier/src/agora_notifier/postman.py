@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TypeVar
@@ -74,12 +74,21 @@ class Postman:
         return UnitOfWork(self._session_factory, outbox=models.outbox)
 
     async def deliver(
-        self, envelope: Envelope, *, secrets: Mapping[str, str], attempt: int
+        self,
+        envelope: Envelope,
+        *,
+        secrets: Mapping[str, str],
+        attempt: int,
+        ids: Sequence[int] | None = None,
     ) -> None:
-        """Attempt every unfinished delivery of ``envelope``; raise if any must be retried."""
-        async with self._session_factory() as session:
-            query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
-            ids = (await session.scalars(query)).all()
+        """Attempt every unfinished delivery of ``envelope``; raise if any must be retried.
+
+        ``ids`` are its deliveries when the caller just recorded them; None looks them up.
+        """
+        if ids is None:
+            async with self._session_factory() as session:
+                query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
+                ids = (await session.scalars(query)).all()
         final = attempt >= self.config.max_attempts
         retry: list[str] = []
         failed: list[str] = []

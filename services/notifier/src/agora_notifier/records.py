@@ -67,14 +67,15 @@ _RECORD = (
 
 async def record(
     session: AsyncSession, envelope: Envelope, planned: Sequence[Planned], *, domain: str
-) -> bool:
+) -> list[int] | None:
     """Insert the planned deliveries of an event (a redelivery inserts nothing new).
 
-    Return whether a delivery may be left to attempt: one was inserted ``pending``, or one
-    was there already (its state unknown here). False means every delivery of the event is
-    recorded final (skipped, or none planned), so there is nothing to send.
+    Return the ids of the deliveries left to attempt: those inserted ``pending`` (none when
+    every one is recorded final: skipped, or nothing planned). None when a delivery was
+    there already, in a state only a fresh look can tell.
     """
-    to_attempt = False
+    pending: list[int] = []
+    known = False
     for mail in planned:
         status = DeliveryStatus.SKIPPED if mail.skip_reason else DeliveryStatus.PENDING
         params = {
@@ -90,8 +91,11 @@ async def record(
             "p_last_error": mail.skip_reason,
         }
         inserted = (await session.execute(_RECORD, params)).scalar_one_or_none()
-        to_attempt |= inserted is None or status is DeliveryStatus.PENDING
-    return to_attempt
+        if inserted is None:
+            known = True
+        elif status is DeliveryStatus.PENDING:
+            pending.append(inserted)
+    return None if known else pending
 
 
 async def recent_to(
