@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 import aiosmtplib
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
-from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 if TYPE_CHECKING:
@@ -40,30 +38,16 @@ async def raw_broker(bootstrap: str, partitions: int, options: common.Options) -
             await admin.create_topics([NewTopic(common.RAW_TOPIC, partitions, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=PRODUCER_LINGER_MS,
-        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-        request_timeout_ms=10_000,
-    )
+    producer = openloop.relay_producer(bootstrap, request_timeout_ms=10_000)
     await asyncio.wait_for(producer.start(), 15)
     tap = await openloop.topic_reader(bootstrap, common.RAW_TOPIC)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     errors = 0
-    finished = asyncio.Event()
     pad = "x" * 400  # about the size of an ItemCreated envelope
 
     def key_of(value: bytes) -> str | None:
         return str(json.loads(value)["id"])
-
-    reader = asyncio.create_task(
-        openloop.read_until(
-            tap, seen, key_of, lambda: finished.is_set() and sent.keys() <= seen.keys(),
-            timeout=options.writes / options.rate + 60,
-        )
-    )  # fmt: skip
 
     async def one(index: int, at: float) -> None:
         nonlocal errors
@@ -78,14 +62,8 @@ async def raw_broker(bootstrap: str, partitions: int, options: common.Options) -
 
     cpu = time.process_time()
     try:
-        elapsed = await openloop.open_loop(options.writes, options.rate, one)
-        finished.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader, 30)
+        elapsed, _ = await openloop.measured(tap, seen, key_of, sent, one, options)
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        await tap.stop()
         await asyncio.wait_for(producer.stop(), 10)
     lost = [k for k in sent if k not in seen]
     samples = [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
@@ -170,7 +148,6 @@ async def write_latency(
     names: dict[str, str] = {}
     seen: dict[str, float] = {}
     errors = 0
-    finished = asyncio.Event()
 
     def key_of(value: bytes) -> str | None:
         try:
@@ -179,12 +156,6 @@ async def write_latency(
             return None
         return envelope.subject if envelope.type == ItemCreated.event_type else None
 
-    reader = asyncio.create_task(
-        openloop.read_until(
-            tap, seen, key_of, lambda: finished.is_set() and created.keys() <= seen.keys(),
-            timeout=options.writes / options.rate + 60,
-        )
-    )  # fmt: skip
     run = uuid.uuid4().hex[:6]
 
     async def one(index: int, at: float) -> None:
@@ -202,16 +173,8 @@ async def write_latency(
         names[str(item_id)] = f'"{name}" is listed'
 
     cpu = time.process_time()
-    try:
-        elapsed = await openloop.open_loop(options.writes, options.rate, one)
-        finished.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(reader, 30)
-    finally:
-        reader.cancel()
-        (outcome,) = await asyncio.gather(reader, return_exceptions=True)
-        await tap.stop()
-    if isinstance(outcome, Exception):
+    elapsed, outcome = await openloop.measured(tap, seen, key_of, created, one, options)
+    if outcome is not None:
         common.console.print(f"  the event reader failed: {outcome!r}")
     client_cpu = time.process_time() - cpu
     lost = [i for i in created if i not in seen]

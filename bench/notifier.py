@@ -17,18 +17,17 @@ import aiosmtplib
 import asyncpg
 import httpx
 from agora_contract import Envelope, ItemCreated, topics
-from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
 from agora_kit.outbox import DEFAULT_TABLE_NAME, decode_headers
-from aiokafka import AIOKafkaProducer
 
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
     # script, this folder is on sys.path and each module here is a top-level one.
-    from bench import accounts, common, figures, system
+    from bench import accounts, common, figures, openloop, system
 else:
     import accounts
     import common
     import figures
+    import openloop
     import system
 
 
@@ -110,10 +109,7 @@ async def notifier_rate(
     items.events; the time from the first send to the last email's receive stamp."""
     run = uuid.uuid4().hex[:6]
     base = 900_000_000 + int(run, 16) % 1000 * 100_000  # ids no real item takes
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=PRODUCER_LINGER_MS,
-        max_batch_size=PRODUCER_MAX_BATCH_BYTES, request_timeout_ms=30_000,
-    )  # fmt: skip
+    producer = openloop.relay_producer(bootstrap, request_timeout_ms=30_000)
     await asyncio.wait_for(producer.start(), 15)
     try:
         began = time.time()

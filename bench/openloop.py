@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
@@ -181,3 +183,46 @@ def say(what: str, lat: Latency) -> None:
         f"  {what}: p50 {lat.pct(0.5):.1f} ms, p99 {lat.pct(0.99):.1f} ms, "
         f"{len(lat.samples_ms)} samples, {lat.errors} errors"
     )
+
+
+def relay_producer(bootstrap: str, *, request_timeout_ms: int) -> AIOKafkaProducer:
+    """An unstarted producer with the relay's settings (acks=all, its linger and batch size)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=PRODUCER_LINGER_MS,
+        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        request_timeout_ms=request_timeout_ms,
+    )
+
+
+async def measured(
+    tap: TopicReader,
+    seen: dict[str, float],
+    key_of: Callable[[bytes], str | None],
+    sent: Mapping[str, float],
+    one: Callable[[int, float], Awaitable[None]],
+    options: common.Options,
+) -> tuple[float, BaseException | None]:
+    """Run ``one`` open loop while ``tap`` notes arrivals in ``seen``; stop the tap.
+
+    The reader goes on until every key in ``sent`` was seen (at most 30 s past the last
+    write). Return the loop's elapsed seconds and what the reader raised, if it did.
+    """
+    finished = asyncio.Event()
+    reader = asyncio.create_task(
+        read_until(
+            tap, seen, key_of, lambda: finished.is_set() and sent.keys() <= seen.keys(),
+            timeout=options.writes / options.rate + 60,
+        )
+    )  # fmt: skip
+    try:
+        elapsed = await open_loop(options.writes, options.rate, one)
+        finished.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, 30)
+    finally:
+        reader.cancel()
+        (outcome,) = await asyncio.gather(reader, return_exceptions=True)
+        await tap.stop()
+    return elapsed, outcome if isinstance(outcome, BaseException) else None

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 import asyncpg
 import sqlalchemy as sa
 from agora_deploy.stack import database_url
-from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
+from agora_kit.kafka import PRODUCER_LINGER_MS
 from agora_kit.outbox import DEFAULT_TABLE_NAME, notify_channel, outbox_table
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
     # script, this folder is on sys.path and each module here is a top-level one.
-    from bench import common, figures, system
+    from bench import common, figures, openloop, system
 else:
     import common
     import figures
+    import openloop
     import system
 
 RELAY_TOPIC = "bench.relay"
@@ -50,13 +50,7 @@ def relay_value(index: int) -> bytes:
 
 async def raw_produce(bootstrap: str, count: int) -> figures.Rate:
     """Raw aiokafka, batched: ``count`` sends in flight at once with the relay's settings."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=PRODUCER_LINGER_MS,
-        max_batch_size=PRODUCER_MAX_BATCH_BYTES,
-        request_timeout_ms=30_000,
-    )
+    producer = openloop.relay_producer(bootstrap, request_timeout_ms=30_000)
     await asyncio.wait_for(producer.start(), 15)
     cpu = time.process_time()
     try:
