@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agora_kit.kafka import PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH_BYTES
@@ -79,6 +79,23 @@ class TopicReader:
     """
 
     consumers: list[AIOKafkaConsumer]
+    _keeping_up: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def keep_up(self) -> None:
+        """Read and drop records in the background until :meth:`settle` (stays at the end)."""
+
+        async def drain(consumer: AIOKafkaConsumer) -> None:
+            while True:
+                await consumer.getmany(timeout_ms=100)
+
+        self._keeping_up = [asyncio.create_task(drain(c)) for c in self.consumers]
+
+    async def settle(self) -> None:
+        """Stop reading in the background; the next read starts where it stopped."""
+        for task in self._keeping_up:
+            task.cancel()
+        await asyncio.gather(*self._keeping_up, return_exceptions=True)
+        self._keeping_up = []
 
     async def caught_up(self) -> bool:
         """Whether every consumer has read up to its partition's high watermark."""
@@ -91,6 +108,7 @@ class TopicReader:
 
     async def stop(self) -> None:
         """Stop every consumer (bounded)."""
+        await self.settle()
         await asyncio.gather(
             *(asyncio.wait_for(c.stop(), 10) for c in self.consumers), return_exceptions=True
         )

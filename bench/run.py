@@ -37,6 +37,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import httpx
+from agora_contract import topics
 from agora_deploy.infra import Infra
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         figures,
         latency,
         notifier,
+        openloop,
         relay,
         report,
         scaling,
@@ -61,6 +63,7 @@ else:
     import figures
     import latency
     import notifier
+    import openloop
     import relay
     import report
     import scaling
@@ -81,29 +84,40 @@ async def run_scenarios(stack: system.Stack, options: common.Options) -> list[fi
         httpx.AsyncClient(base_url=stack.mail, timeout=timeout) as mail,
         httpx.AsyncClient(base_url=stack.bare, timeout=timeout) as bare,
     ):
-        if only & {"throughput", "scaling"}:
-            rows += await throughput.throughput(
-                stack, options, users, items, notifications, mail, bare
-            )
-        if stack.stop_items_workers is not None:
-            # Its relay may hold the outbox lock, and its workers take CPU: the rows below
-            # are measured with the stack as `agora up` runs it, its own relay publishing.
-            await asyncio.to_thread(stack.stop_items_workers)
-            took = await asyncio.to_thread(scaling.wait_relay_active, stack.items)
-            common.console.print(f"items --workers stopped; the stack's relay leads ({took:.1f} s)")
-        writer: accounts.Account | None = None
-        if only & {"latency", "notifier"}:
-            writer = await accounts.register(users, stack.mail, "mail")
-            await latency.wait_welcome(mail, writer.email)
-        # The latency rows first, right after the throughput rows, as before these scenarios
-        # existed: the relay and notifier scenarios leave nothing behind, but this keeps the
-        # mandatory rows measured under the same conditions as their history.
-        if "latency" in only and writer is not None:
-            rows += await latency.latency_rows(stack, options, items, mail, writer)
-        if "relay" in only:
-            rows += await relay.relay_rows(stack, options)
-        if "notifier" in only and writer is not None:
-            rows += await notifier.notifier_rows(stack, options, items, mail, writer)
+        events_tap: openloop.TopicReader | None = None
+        if "latency" in only:
+            # Opened while the topic is short and kept at its end until the 201 -> event row.
+            events_tap = await openloop.topic_reader(stack.kafka, topics.ITEMS_EVENTS)
+            events_tap.keep_up()
+        try:
+            if only & {"throughput", "scaling"}:
+                rows += await throughput.throughput(
+                    stack, options, users, items, notifications, mail, bare
+                )
+            if stack.stop_items_workers is not None:
+                # Its relay may hold the outbox lock, and its workers take CPU: the rows below
+                # are measured with the stack as `agora up` runs it, its own relay publishing.
+                await asyncio.to_thread(stack.stop_items_workers)
+                took = await asyncio.to_thread(scaling.wait_relay_active, stack.items)
+                common.console.print(
+                    f"items --workers stopped; the stack's relay leads ({took:.1f} s)"
+                )
+            writer: accounts.Account | None = None
+            if only & {"latency", "notifier"}:
+                writer = await accounts.register(users, stack.mail, "mail")
+                await latency.wait_welcome(mail, writer.email)
+            # The latency rows first, right after the throughput rows, as before these
+            # scenarios existed: the relay and notifier scenarios leave nothing behind, but
+            # this keeps the mandatory rows measured under the same conditions as before.
+            if "latency" in only and writer is not None:
+                rows += await latency.latency_rows(stack, options, items, mail, writer, events_tap)
+            if "relay" in only:
+                rows += await relay.relay_rows(stack, options)
+            if "notifier" in only and writer is not None:
+                rows += await notifier.notifier_rows(stack, options, items, mail, writer)
+        finally:
+            if events_tap is not None:
+                await events_tap.stop()  # already stopped when the latency row ran
     return rows
 
 
