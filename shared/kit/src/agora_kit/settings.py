@@ -116,7 +116,9 @@ class ServiceSettings(BaseSettings):
     outbox_delete_after_days: float = Field(
         default=30.0, gt=0, validation_alias="OUTBOX_DELETE_AFTER_DAYS"
     )
-    relay_batch_size: int = Field(default=100, ge=1, le=10_000, validation_alias="RELAY_BATCH_SIZE")
+    relay_batch_size: int = Field(
+        default=1000, ge=1, le=10_000, validation_alias="RELAY_BATCH_SIZE"
+    )
     #: The relay wakes on NOTIFY; this is the fallback poll when a notification is missed.
     relay_poll_interval_s: float = Field(
         default=1.0, gt=0, le=60, validation_alias="RELAY_POLL_INTERVAL_S"

@@ -67,7 +67,7 @@ def is_fatal(exc: BaseException) -> bool:
 class PublisherLimits:
     """Batch size and the bounds on every producer call."""
 
-    batch_size: int = 100
+    batch_size: int = 1000
     send_timeout_s: float = 10.0
     ack_timeout_s: float = 25.0
     producer_timeout_s: float = 10.0

@@ -15,7 +15,7 @@ from agora_kit.settings import ServiceSettings
 class RelayConfig:
     """The relay's tunables (``from_settings`` reads them from a service's settings)."""
 
-    batch_size: int = 100
+    batch_size: int = 1000
     poll_interval_s: float = 1.0
     #: How often a standby retries the lock (jittered).
     standby_interval_s: float = 2.0
