@@ -14,8 +14,8 @@ DEFAULT_CURRENCY: Final = "EUR"
 @cache
 def minor_units() -> dict[str, int]:
     """Return the decimals of every currency that has them (funds and metals have none)."""
-    # Codes without minor units (XAU gold, XDR, XTS "testing", XXX "no currency") are not
-    # money one prices an item in, so they are not offered.
+    # Codes without minor units (gold XAU, the IMF's XDR, the testing and "no currency"
+    # codes) are not money one prices an item in, so they are not offered.
     return {c.code: c.exponent for c in Currency if c.exponent is not None}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from agora_contract.secrets import is_secret_name
@@ -39,6 +40,22 @@ def redact_secrets(value: bytes | None) -> bytes | None:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _published_batch(
+    table: sa.Table, older_than: timedelta, limit: int, *more: sa.ColumnElement[bool]
+) -> sa.ScalarSelect[Any]:
+    """The ids of up to ``limit`` rows published before ``older_than`` (and ``more``)."""
+    cutoff = sa.func.now() - older_than
+    return (
+        sa.select(table.c.id)
+        .where(table.c.published_at.is_not(None), table.c.published_at < cutoff, *more)
+        .order_by(table.c.id)
+        .limit(limit)
+        # Bounded batches keep locks short and never wait on a row the relay holds.
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+
+
 async def scrub_published(
     conn: AsyncSession | AsyncConnection,
     table: sa.Table,
@@ -47,20 +64,7 @@ async def scrub_published(
     limit: int = 1000,
 ) -> int:
     """Erase ``value`` and ``headers`` of rows published before ``older_than``; return count."""
-    cutoff = sa.func.now() - older_than
-    batch = (
-        sa.select(table.c.id)
-        .where(
-            table.c.published_at.is_not(None),
-            table.c.published_at < cutoff,
-            table.c.scrubbed_at.is_(None),
-        )
-        .order_by(table.c.id)
-        .limit(limit)
-        # Bounded batches keep locks short and never wait on a row the relay holds.
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    batch = _published_batch(table, older_than, limit, table.c.scrubbed_at.is_(None))
     result = await conn.execute(
         sa.update(table)
         .where(table.c.id.in_(batch))
@@ -77,15 +81,7 @@ async def delete_published(
     limit: int = 1000,
 ) -> int:
     """Delete rows published before ``older_than`` (in bounded batches); return count."""
-    cutoff = sa.func.now() - older_than
-    batch = (
-        sa.select(table.c.id)
-        .where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
-        .order_by(table.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    batch = _published_batch(table, older_than, limit)
     result = await conn.execute(sa.delete(table).where(table.c.id.in_(batch)))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
