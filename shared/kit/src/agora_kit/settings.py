@@ -152,6 +152,10 @@ class ServiceSettings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         default=25, ge=1, le=10_000, validation_alias="CONSUMER_FETCH_MAX_WAIT_MS"
     )
+    #: Keys of one partition handled at once; a key's events always keep their order.
+    consumer_max_in_flight: int = Field(
+        default=1, ge=1, le=64, validation_alias="CONSUMER_MAX_IN_FLIGHT"
+    )
     # --- end of part "consumer" ---
 
     @property

@@ -46,6 +46,8 @@ class ConsumerConfig:
     max_poll_records: int = 200
     #: Records held per partition before it is paused (backpressure).
     max_buffered: int = 500
+    #: Keys of one partition handled at once (a key's records stay in offset order).
+    max_in_flight: int = 1
     auto_offset_reset: str = "earliest"
 
     #: Commit a partition's progress at least this often while records keep coming.
@@ -74,6 +76,8 @@ class ConsumerConfig:
         # and revocation.
         if self.max_poll_interval_ms <= (self.handler_timeout_s + self.revoke_grace_s) * 1000:
             raise ValueError("max_poll_interval_ms must exceed handler_timeout_s + revoke_grace_s")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         if self.stall_timeout_s <= self.monitor_interval_s:
             raise ValueError("stall_timeout_s must exceed monitor_interval_s")
 
@@ -109,6 +113,7 @@ class ConsumerConfig:
             "stall_timeout_s": settings.consumer_stall_timeout_s,
             "session_timeout_ms": settings.consumer_session_timeout_ms,
             "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+            "max_in_flight": settings.consumer_max_in_flight,
             "heartbeat_interval_ms": settings.consumer_session_timeout_ms // 3,
             "request_timeout_ms": settings.kafka_request_timeout_ms,
             "stop_timeout_s": settings.shutdown_timeout_s,
