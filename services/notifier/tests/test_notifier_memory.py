@@ -6,6 +6,7 @@ server is a recording fake, so a retry schedule of minutes runs in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -219,3 +220,30 @@ async def test_the_item_projection_keeps_the_newest_version(
     assert await apply("v1", 1) == "v2"  # an older event arriving late changes nothing
     assert await apply("v3", 3) == "v3"
     assert await apply("unversioned", None) == "unversioned"  # no version: the last one wins
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_item_mail_shares_the_owner_row_and_an_erasure_waits_for_it(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    event = registered()
+    async with session_factory.begin() as session:
+        await projection.apply_registered(session, event, 1)
+    async with (
+        session_factory() as first,
+        session_factory() as second,
+        first.begin(),
+        second.begin(),
+    ):
+        # Two handlers planning item mail for one owner: neither waits for the other.
+        assert await projection.get_recipient(first, event.user_id, lock="share")
+        async with asyncio.timeout(5):
+            assert await projection.get_recipient(second, event.user_id, lock="share")
+        # An erasure (or any change) of the owner waits until both have committed.
+        async with session_factory() as eraser, eraser.begin():
+            await eraser.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+            with pytest.raises(sa.exc.DBAPIError, match="lock timeout"):
+                await projection.get_recipient(eraser, event.user_id, lock="update")
+    async with session_factory() as eraser, eraser.begin():
+        await eraser.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        assert await projection.get_recipient(eraser, event.user_id, lock="update")

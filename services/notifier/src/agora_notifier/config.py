@@ -53,6 +53,11 @@ class NotifierSettings(ServiceSettings):
     consumer_handler_timeout_s: float = Field(
         default=45.0, gt=0, validation_alias="CONSUMER_HANDLER_TIMEOUT_S"
     )
+    #: Events of one partition handled at once (the kit's default is one): emails to different
+    #: aggregates go out side by side, while one aggregate's events keep their order.
+    consumer_max_in_flight: int = Field(
+        default=8, ge=1, le=64, validation_alias="CONSUMER_MAX_IN_FLIGHT"
+    )
 
     #: At most this many emails per recipient per window; the rest wait (status throttled).
     throttle_limit: int = Field(default=30, ge=1)

@@ -65,10 +65,10 @@ Planner = Callable[[AsyncSession, Envelope, Any, Links], Awaitable[list[Planned]
 
 
 async def _live_recipient(
-    session: AsyncSession, user_id: int, what: str
+    session: AsyncSession, user_id: int, what: str, *, lock: projection.Lock = "update"
 ) -> projection.Recipient | None:
     """The recipient, None if deleted; TransientError if not projected yet (retried)."""
-    found = await projection.get_recipient(session, user_id, for_update=True)
+    found = await projection.get_recipient(session, user_id, lock=lock)
     if found is None:
         raise TransientError(f"user {user_id} is not in the recipient projection yet ({what})")
     return None if found.deleted else found
@@ -189,7 +189,8 @@ async def plan_reset(
 async def _item_mail(
     session: AsyncSession, owner_id: int, kind: Kind, context: dict[str, Any]
 ) -> list[Planned]:
-    owner = await _live_recipient(session, owner_id, kind.value)
+    # A share lock: item mail only reads the owner, and an erasure still waits for it.
+    owner = await _live_recipient(session, owner_id, kind.value, lock="share")
     if owner is None or owner.email is None:
         return []
     context = {"name": _greet(owner.name)} | context

@@ -8,6 +8,7 @@ stays deleted and never gets personal data back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import sqlalchemy as sa
 from agora_contract import (
@@ -70,14 +71,23 @@ _RECIPIENT = (
     .outerjoin(models.preference, models.preference.c.user_id == R.c.user_id)
     .where(R.c.user_id == sa.bindparam("p_user_id"))
 )
-_RECIPIENT_FOR_UPDATE = _RECIPIENT.with_for_update(of=R)
+#: The row locks a handler may take on the recipient: ``update`` to change it (erasure
+#: included), ``share`` to plan mail from it. Shares do not wait for each other, so item
+#: mail for one owner flows in parallel, yet an erasure waits for the mail planned before it
+#: and the mail planned after it sees the erasure.
+_LOCKED = {
+    None: _RECIPIENT,
+    "update": _RECIPIENT.with_for_update(of=R),
+    "share": _RECIPIENT.with_for_update(of=R, read=True),
+}
+Lock = Literal["update", "share"] | None
 
 
 async def get_recipient(
-    session: AsyncSession, user_id: int, *, for_update: bool = False
+    session: AsyncSession, user_id: int, *, lock: Lock = None
 ) -> Recipient | None:
     """Return the projected recipient with its preference, or None if never seen."""
-    stmt = _RECIPIENT_FOR_UPDATE if for_update else _RECIPIENT
+    stmt = _LOCKED[lock]
     row = (await session.execute(stmt, {"p_user_id": user_id})).one_or_none()
     if row is None:
         return None
