@@ -7,9 +7,8 @@ import contextlib
 import json
 import time
 import uuid
-from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import httpx
@@ -19,12 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
     # script, this folder is on sys.path and each module here is a top-level one.
-    from bench import accounts, common, figures, openloop, system
+    from bench import accounts, common, figures, openloop, sink, system
 else:
     import accounts
     import common
     import figures
     import openloop
+    import sink
     import system
 
 
@@ -113,23 +113,19 @@ async def sink_times(
 ) -> dict[str, float]:
     """Wait for an email to ``address`` per subject fragment; return when the sink got each
     (its ``Created`` stamp, epoch seconds, millisecond resolution)."""
-    deadline = time.monotonic() + timeout
     found: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        resp = await mail.get("/api/v1/messages", params={"limit": 50_000})
-        resp.raise_for_status()
-        for message in resp.json()["messages"]:
-            people = [str(p.get("Address", "")).lower() for p in message.get("To") or []]
-            if address.lower() not in people:
+
+    def take(messages: list[dict[str, Any]]) -> int:
+        for message in messages:
+            if not sink.sent_to(message, address):
                 continue
             subject = str(message.get("Subject", ""))
             for fragment in subjects - found.keys():
                 if fragment in subject:
-                    created = str(message["Created"]).replace("Z", "+00:00")
-                    found[fragment] = datetime.fromisoformat(created).timestamp()
-        if found.keys() >= subjects:
-            break
-        await asyncio.sleep(0.5)
+                    found[fragment] = sink.stamp(message)
+        return len(found)
+
+    await sink.collect(mail, take, len(subjects), timeout=timeout)
     return found
 
 

@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +21,13 @@ from agora_kit.outbox import DEFAULT_TABLE_NAME, decode_headers
 if TYPE_CHECKING:
     # mypy names files by package path from the repo root (explicit_package_bases); run as a
     # script, this folder is on sys.path and each module here is a top-level one.
-    from bench import accounts, common, figures, openloop, system
+    from bench import accounts, common, figures, openloop, sink, system
 else:
     import accounts
     import common
     import figures
     import openloop
+    import sink
     import system
 
 
@@ -80,22 +80,18 @@ async def count_sink(
 ) -> tuple[int, float]:
     """Wait until ``want`` emails to ``address`` whose subject holds ``fragment`` are in the
     sink; return how many arrived and the latest receive stamp (epoch seconds)."""
-    deadline = time.monotonic() + timeout
-    count, latest = 0, float("nan")
-    while time.monotonic() < deadline:
-        resp = await mail.get("/api/v1/messages", params={"limit": 50_000})
-        resp.raise_for_status()
-        stamps = [
-            datetime.fromisoformat(str(m["Created"]).replace("Z", "+00:00")).timestamp()
-            for m in resp.json()["messages"]
-            if fragment in str(m.get("Subject", ""))
-            and address.lower() in [str(p.get("Address", "")).lower() for p in m.get("To") or []]
+    stamps: list[float] = []
+
+    def take(messages: list[dict[str, Any]]) -> int:
+        stamps[:] = [
+            sink.stamp(m)
+            for m in messages
+            if fragment in str(m.get("Subject", "")) and sink.sent_to(m, address)
         ]
-        count, latest = len(stamps), max(stamps, default=float("nan"))
-        if count >= want:
-            break
-        await asyncio.sleep(0.5)
-    return count, latest
+        return len(stamps)
+
+    await sink.collect(mail, take, want, timeout=timeout)
+    return len(stamps), max(stamps, default=float("nan"))
 
 
 async def notifier_rate(
