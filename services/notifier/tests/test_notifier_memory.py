@@ -74,12 +74,19 @@ async def session_factory(
 
 
 class CountingPostman(Postman):
-    """The real postman, counting how often a handler asks it to deliver."""
+    """The real postman, counting how often a handler asks it for what."""
 
-    deliveries = 0
+    #: Fresh deliveries taken to ``sending`` in the handler's own transaction.
+    fresh = 0
+    #: Deliveries looked up and attempted in transactions of their own.
+    lookups = 0
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> Any:
+        self.fresh += 1
+        return await super().prepare(*args, **kwargs)
 
     async def deliver(self, *args: Any, **kwargs: Any) -> None:
-        self.deliveries += 1
+        self.lookups += 1
         await super().deliver(*args, **kwargs)
 
 
@@ -185,15 +192,15 @@ async def test_an_event_that_plans_no_email_skips_the_postman_until_redelivered(
     driver, postman = driven(session_factory, sender)
     event = registered()
     await driver.send(event)
-    assert postman.deliveries == 1  # the welcome
+    assert (postman.fresh, postman.lookups) == (1, 0)  # the welcome, in the handler's txn
     update = UserUpdated(
         user_id=event.user_id, changes={"name": FieldChange(old="Ada", new="Ada L.")}
     )
     envelope = await driver.send(update, aggregateversion=2)
-    assert postman.deliveries == 1  # nothing planned: nothing to attempt
-    # A redelivery cannot know what its first attempt recorded, so it asks the postman.
+    assert (postman.fresh, postman.lookups) == (1, 0)  # nothing planned: nothing to attempt
+    # A redelivery cannot know what its first attempt recorded, so it looks them up.
     await driver.send_envelope(envelope, topic=update.topic)
-    assert postman.deliveries == 2
+    assert (postman.fresh, postman.lookups) == (1, 1)
     assert len(sender.sent) == 1
 
 

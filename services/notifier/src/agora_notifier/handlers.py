@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
 from agora_notifier.planning import PLANNERS, final_attempt, secret_context
-from agora_notifier.postman import Postman
+from agora_notifier.postman import Postman, Ready, Result
 from agora_notifier.records import record
+from agora_notifier.sendpath import Claimed
 from agora_notifier.wording import Links
 
 
@@ -46,24 +47,28 @@ class NotifierHandlers:
         token = request_id_var.set(envelope.correlationid)
         last = final_attempt.set(ctx.attempt >= self._postman.config.max_attempts)
         try:
+            secrets = secret_context(event, self._links)
             async with UnitOfWork(self._session_factory, outbox=models.outbox) as uow:
                 # The projection change and the delivery rows commit together, once: a
                 # redelivery finds the event claimed and only resumes the deliveries.
                 session = uow.session
-                # A redelivery resumes whatever the first attempt recorded (None: look it up).
-                to_attempt: list[int] | None = None
+                recorded: list[Claimed] | None = None  # None: a redelivery, look them up
+                prepared: list[Ready | Result] = []
                 if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
                     planned = await planner(session, envelope, event, self._links)
                     domain = self._postman.config.message_id_domain
-                    to_attempt = await record(session, envelope, planned, domain=domain)
+                    recorded = await record(session, envelope, planned, domain=domain)
+                    if recorded:
+                        # Fresh rows go as far as `sending` in this same transaction.
+                        prepared = await self._postman.prepare(
+                            uow, recorded, secrets=secrets, attempt=ctx.attempt
+                        )
                 await uow.commit()
-            # Most events plan no email, or only skipped ones (opted out): those are final as
-            # recorded, and looking for deliveries to attempt would be two more transactions.
-            if to_attempt is None or to_attempt:
-                secrets = secret_context(event, self._links)
-                await self._postman.deliver(
-                    envelope, secrets=secrets, attempt=ctx.attempt, ids=to_attempt
-                )
+            if prepared:
+                await self._postman.finish(prepared, attempt=ctx.attempt)
+            elif recorded is None:
+                await self._postman.deliver(envelope, secrets=secrets, attempt=ctx.attempt)
+            # Else nothing planned, or only skipped deliveries (opted out): final as recorded.
         finally:
             final_attempt.reset(last)
             request_id_var.reset(token)

@@ -3,10 +3,12 @@
 Each email is a ``delivery`` row, unique per (event id, kind, recipient). An attempt locks
 the row, moves it to ``sending`` and commits; then sends; then marks it ``sent`` (or
 ``retrying``/``failed``) and queues ``NotificationSent``/``NotificationFailed`` in the same
-transaction. A crash between the SMTP server's acceptance and that mark leaves the row in
-``sending``: after ``send_lease_s`` it is sent again with the same Message-ID, the one
-duplicate no system can rule out, and a detectable one.
-"""
+transaction. A delivery the handler has just recorded needs no lock of its own: the
+handler's transaction takes it to ``sending`` (:meth:`Postman.prepare`), and the send and
+mark follow its commit (:meth:`Postman.finish`). A crash between the SMTP server's
+acceptance and that mark leaves the row in ``sending``: after ``send_lease_s`` it is sent
+again with the same Message-ID, the one duplicate no system can rule out, and a detectable
+one."""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TypeVar
 
 import sqlalchemy as sa
-from agora_contract import Envelope, NotificationFailed, NotificationSent
+from agora_contract import Envelope
 from agora_kit import tracing
 from agora_kit.consumer import PermanentError, TransientError
 from agora_kit.outages import dependency_down
@@ -27,14 +30,12 @@ from agora_kit.uow import UnitOfWork
 from jinja2 import TemplateError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agora_notifier import models
+from agora_notifier import marks, models
 from agora_notifier.metrics import EmailMetrics, EmailOutcome
 from agora_notifier.models import DeliveryStatus
 from agora_notifier.postman_config import (
-    MAX_ERROR,
     PostmanConfig,
 )
-from agora_notifier.records import scrub_user
 from agora_notifier.rendering import Kind, Renderer, build_message
 from agora_notifier.sendpath import Claimed, Outcome, Step, decide, on_send_error, on_throttled
 from agora_notifier.smtp import EmailSender, SendError
@@ -90,64 +91,83 @@ class Postman:
                 query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
                 ids = (await session.scalars(query)).all()
         final = attempt >= self.config.max_attempts
-        retry: list[str] = []
-        failed: list[str] = []
-        for delivery_id in ids:
-            outcome, detail = await self._attempt(delivery_id, envelope, secrets, final=final)
-            if outcome is Outcome.RETRY:
-                retry.append(f"delivery {delivery_id}: {detail}")
-            elif outcome is Outcome.FAILED:
-                failed.append(f"delivery {delivery_id}: {detail}")
-        # A transient failure keeps the event on the retry path; a permanently failed
-        # sibling is then attempted again too (harmless: a refusal delivers nothing).
-        if retry:
-            raise TransientError("; ".join(retry))
-        if failed:
-            raise PermanentError("; ".join(failed))
+        outcomes = [await self._attempt(i, secrets, final=final) for i in ids]
+        _raise_for(outcomes)
+
+    async def prepare(
+        self,
+        uow: UnitOfWork,
+        deliveries: Sequence[Claimed],
+        *,
+        secrets: Mapping[str, str],
+        attempt: int,
+    ) -> list[Ready | Result]:
+        """In the caller's transaction, take fresh deliveries as far as ``sending``.
+
+        The caller has just recorded them, so the rows need no claim; once it commits,
+        :meth:`finish` sends what is ready. One transaction where an attempt takes two.
+        """
+        final = attempt >= self.config.max_attempts
+        return [await self._prepare(uow, d, secrets, final=final) for d in deliveries]
+
+    async def finish(self, prepared: Sequence[Ready | Result], *, attempt: int) -> None:
+        """After the :meth:`prepare` transaction committed: send, mark, raise as ``deliver``."""
+        final = attempt >= self.config.max_attempts
+        outcomes = [
+            await self._send(p.delivery, p.message, final=final) if isinstance(p, Ready) else p
+            for p in prepared
+        ]
+        _raise_for(outcomes)
 
     async def _attempt(
-        self, delivery_id: int, envelope: Envelope, secrets: Mapping[str, str], *, final: bool
-    ) -> tuple[Outcome, str]:
+        self, delivery_id: int, secrets: Mapping[str, str], *, final: bool
+    ) -> Result:
         """One attempt: claim → decide → build → throttle → mark sending → send → mark."""
         async with self._uow() as uow:
             delivery = await self._claim(uow, delivery_id)
-            decision = decide(delivery)
-            if decision.step is Step.FINISHED:
-                if decision.deduplicated:
-                    self._count(EmailOutcome.DEDUPLICATED)
-                return Outcome.DONE, decision.reason
-            if decision.step is Step.WAIT:
-                return Outcome.RETRY, decision.reason
-            if decision.step is Step.SKIP:
-                await self._set(uow, delivery, DeliveryStatus.SKIPPED, error=decision.reason)
-                await uow.commit()
-                self._count(EmailOutcome.SKIPPED)
-                return Outcome.DONE, decision.reason
-            if decision.resend:
-                logger.warning(
-                    "resending after an unfinished attempt; a duplicate would share Message-ID %s",
-                    delivery.message_id,
-                )
-            try:
-                message, subject = self._build(delivery, secrets)
-            except (ValueError, TypeError, TemplateError) as exc:
-                error = f"cannot build the email: {type(exc).__name__}: {exc}"
-                await self._fail(uow, delivery, error, permanent=True)
-                await uow.commit()
-                return Outcome.FAILED, error
-            if not await self._throttle.allow(delivery.recipient):
-                error = "throttled: too many emails to this recipient"
-                status = on_throttled(final=final)
-                if status is DeliveryStatus.FAILED:
-                    await self._fail(uow, delivery, error, permanent=True)
-                else:
-                    await self._set(uow, delivery, status, error=error)
-                await uow.commit()
-                self._count(EmailOutcome.THROTTLED)
-                return Outcome.RETRY, error
-            await self._mark_sending(uow, delivery, subject)
+            ready = await self._prepare(uow, delivery, secrets, final=final)
             await uow.commit()
-        return await self._send(delivery, message, final=final)
+        if isinstance(ready, Ready):
+            return await self._send(ready.delivery, ready.message, final=final)
+        return ready
+
+    async def _prepare(
+        self, uow: UnitOfWork, delivery: Claimed, secrets: Mapping[str, str], *, final: bool
+    ) -> Ready | Result:
+        """Decide → build → throttle → mark sending, in ``uow`` (the caller commits)."""
+        decision = decide(delivery)
+        if decision.step is Step.FINISHED:
+            if decision.deduplicated:
+                self._count(EmailOutcome.DEDUPLICATED)
+            return Outcome.DONE, decision.reason
+        if decision.step is Step.WAIT:
+            return Outcome.RETRY, decision.reason
+        if decision.step is Step.SKIP:
+            await marks.status(uow, delivery, DeliveryStatus.SKIPPED, error=decision.reason)
+            self._count(EmailOutcome.SKIPPED)
+            return Outcome.DONE, decision.reason
+        if decision.resend:
+            logger.warning(
+                "resending after an unfinished attempt; a duplicate would share Message-ID %s",
+                delivery.message_id,
+            )
+        try:
+            message, subject = self._build(delivery, secrets)
+        except (ValueError, TypeError, TemplateError) as exc:
+            error = f"cannot build the email: {type(exc).__name__}: {exc}"
+            await marks.failed(uow, delivery, error, permanent=True)
+            return Outcome.FAILED, error
+        if not await self._throttle.allow(delivery.recipient):
+            error = "throttled: too many emails to this recipient"
+            status = on_throttled(final=final)
+            if status is DeliveryStatus.FAILED:
+                await marks.failed(uow, delivery, error, permanent=True)
+            else:
+                await marks.status(uow, delivery, status, error=error)
+            self._count(EmailOutcome.THROTTLED)
+            return Outcome.RETRY, error
+        await marks.sending(uow, delivery, subject)
+        return Ready(delivery, message)
 
     async def _claim(self, uow: UnitOfWork, delivery_id: int) -> Claimed:
         """Lock the delivery row (and see whether its recipient still exists)."""
@@ -178,20 +198,6 @@ class Postman:
             date=datetime.now(UTC),
         )
         return message, rendered.subject
-
-    @staticmethod
-    async def _mark_sending(uow: UnitOfWork, delivery: Claimed, subject: str) -> None:
-        await uow.session.execute(
-            sa.update(D)
-            .where(D.c.id == delivery.id)
-            .values(
-                status=DeliveryStatus.SENDING.value,
-                attempts=D.c.attempts + 1,
-                sending_at=sa.func.now(),
-                subject=subject,
-                updated_at=sa.func.now(),
-            )
-        )
 
     async def _send(
         self, delivery: Claimed, message: EmailMessage, *, final: bool
@@ -243,56 +249,36 @@ class Postman:
                 )
                 await asyncio.sleep(delay)
 
-    async def _set(
-        self, uow: UnitOfWork, row: Claimed, status: DeliveryStatus, *, error: str | None = None
-    ) -> None:
-        await uow.session.execute(
-            sa.update(D)
-            .where(D.c.id == row.id)
-            .values(
-                status=status.value,
-                last_error=error[:MAX_ERROR] if error else None,
-                updated_at=sa.func.now(),
-            )
-        )
-
-    async def _fail(self, uow: UnitOfWork, row: Claimed, error: str, *, permanent: bool) -> None:
-        status = DeliveryStatus.FAILED if permanent else DeliveryStatus.RETRYING
-        await self._set(uow, row, status, error=error)
-        uow.add_event(
-            NotificationFailed(
-                delivery_id=row.id,
-                event_id=row.event_id,
-                kind=row.kind,
-                user_id=row.user_id,
-                status="dead_lettered" if permanent else "retrying",
-                error=error[:MAX_ERROR],
-            )
-        )
-
     async def _after_failure(self, row: Claimed, error: str, status: DeliveryStatus) -> None:
         async with self._uow() as uow:
-            await self._fail(uow, row, error, permanent=status is DeliveryStatus.FAILED)
+            await marks.failed(uow, row, error, permanent=status is DeliveryStatus.FAILED)
             await uow.commit()
 
     async def _after_success(self, row: Claimed) -> None:
         async with self._uow() as uow:
-            await uow.session.execute(
-                sa.update(D)
-                .where(D.c.id == row.id)
-                .values(
-                    status=DeliveryStatus.SENT.value,
-                    sent_at=sa.func.now(),
-                    last_error=None,
-                    updated_at=sa.func.now(),
-                )
-            )
-            if row.kind == Kind.GOODBYE:
-                # The last email to a deleted user is out: its address goes too.
-                await scrub_user(uow.session, row.user_id)
-            uow.add_event(
-                NotificationSent(
-                    delivery_id=row.id, event_id=row.event_id, kind=row.kind, user_id=row.user_id
-                )
-            )
+            await marks.sent(uow, row)
             await uow.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A delivery marked ``sending`` in a transaction, and its message, once that commits."""
+
+    delivery: Claimed
+    message: EmailMessage
+
+
+#: What came of one attempt: its outcome, and the reason or error.
+Result = tuple[Outcome, str]
+
+
+def _raise_for(outcomes: Sequence[Result]) -> None:
+    """Raise if a delivery must be retried (transient) or failed for good (permanent)."""
+    retry = [detail for outcome, detail in outcomes if outcome is Outcome.RETRY]
+    failed = [detail for outcome, detail in outcomes if outcome is Outcome.FAILED]
+    # A transient failure keeps the event on the retry path; a permanently failed
+    # sibling is then attempted again too (harmless: a refusal delivers nothing).
+    if retry:
+        raise TransientError("; ".join(retry))
+    if failed:
+        raise PermanentError("; ".join(failed))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agora_notifier import models
 from agora_notifier.models import DeliveryStatus
 from agora_notifier.rendering import Kind, message_id
+from agora_notifier.sendpath import Claimed
 
 D = models.delivery
 
@@ -67,14 +69,14 @@ _RECORD = (
 
 async def record(
     session: AsyncSession, envelope: Envelope, planned: Sequence[Planned], *, domain: str
-) -> list[int] | None:
+) -> list[Claimed] | None:
     """Insert the planned deliveries of an event (a redelivery inserts nothing new).
 
-    Return the ids of the deliveries left to attempt: those inserted ``pending`` (none when
+    Return the deliveries left to attempt, as the rows just inserted ``pending`` (none when
     every one is recorded final: skipped, or nothing planned). None when a delivery was
     there already, in a state only a fresh look can tell.
     """
-    pending: list[int] = []
+    pending: list[Claimed] = []
     known = False
     for mail in planned:
         status = DeliveryStatus.SKIPPED if mail.skip_reason else DeliveryStatus.PENDING
@@ -94,8 +96,27 @@ async def record(
         if inserted is None:
             known = True
         elif status is DeliveryStatus.PENDING:
-            pending.append(inserted)
+            pending.append(_as_claimed(inserted, params))
     return None if known else pending
+
+
+def _as_claimed(delivery_id: int, params: Mapping[str, Any]) -> Claimed:
+    """The row just inserted, as an attempt that locked it would read it back."""
+    return Claimed(
+        id=delivery_id,
+        event_id=params["p_event_id"],
+        kind=params["p_kind"],
+        user_id=params["p_user_id"],
+        recipient=params["p_recipient"],
+        recipient_name=params["p_recipient_name"],
+        message_id=params["p_message_id"],
+        # Read back, the context is what its JSON says: render from the same values.
+        context=json.loads(json.dumps(params["p_context"])),
+        status=DeliveryStatus.PENDING,
+        in_flight=False,
+        # The planner read the recipient live under a row lock in this same transaction.
+        recipient_deleted=False,
+    )
 
 
 async def recent_to(
