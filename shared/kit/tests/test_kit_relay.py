@@ -290,6 +290,88 @@ async def test_failed_send_is_retried_and_fatal_errors_recreate_producer(
     assert [r.last_error for r in rows] == [None, None]  # cleared once published
 
 
+class _HeldProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """A real producer whose first send is answered only on ``release`` (with ``error``)."""
+
+    error: type[KafkaError] | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release = asyncio.Event()
+        self.sent = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        real: asyncio.Future[Any] = await super().send(*args, **kwargs)
+        self.sent += 1
+        if self.sent > 1:
+            return real
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def later() -> None:
+            await self.release.wait()
+            metadata = await real  # the record is on the broker either way
+            if self.error is not None:
+                answer.set_exception(self.error())
+            else:
+                answer.set_result(metadata)
+
+        task = asyncio.create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("error", "copies"),
+    [
+        (None, 1),
+        # The first failed after the second went out behind it: the second batch is not
+        # marked either, and both go again (each key's copies in order).
+        (RequestTimedOutError, 2),
+    ],
+    ids=["second-batch-waits-for-the-first", "failure-drops-the-batch-behind"],
+)
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_next_batch_goes_out_while_the_broker_writes_the_first(
+    service: Service, error: type[KafkaError] | None, copies: int
+) -> None:
+    built: list[_HeldProducer] = []
+
+    def factory() -> AIOKafkaProducer:
+        producer = _HeldProducer(
+            bootstrap_servers=service.settings.kafka_bootstrap_servers, acks="all"
+        )
+        producer.error = error if not built else None
+        if built:
+            producer.release.set()
+        built.append(producer)
+        return producer
+
+    registry = CollectorRegistry()
+    relay = service.relay(producer_factory=factory, registry=registry)
+    await relay.start()
+    first = await service.write(key=1, version=1)
+    await eventually(lambda: built and built[0].sent == 1)
+    # Another key's row goes to the producer while the first is still unanswered, and
+    # neither is marked: rows are marked in order, once the batch before is.
+    second = await service.write(key=2, version=1)
+    await eventually(lambda: built[0].sent == 2)
+    # A later row of the first key waits: it may not overtake a copy of the first.
+    third = await service.write(key=1, version=2)
+    await asyncio.sleep(0.5)
+    assert built[0].sent == 2
+    assert await service.pending() == 3
+    built[0].release.set()
+    await eventually(lambda: _zero(service.pending))
+
+    by_key = _by_key(await service.consume_all())
+    assert [e.id for e in by_key[b"1"]] == [first.id] * copies + [third.id]
+    assert [e.id for e in by_key[b"2"]] == [second.id] * copies
+    errors = registry.get_sample_value("agora_outbox_publish_errors_total")
+    assert errors == (0 if error is None else 1)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_relay_scrubs_rows_past_retention(service: Service) -> None:
     relay = service.relay()
