@@ -143,6 +143,9 @@ async def write_latency(
     # thousands of records on the embedded broker, did not always get through them.
     tap = events_tap or await openloop.topic_reader(bootstrap, topics.ITEMS_EVENTS)
     await tap.settle()
+    # Its background reads stall while wrk runs (a blocking call): take it to the end now, or
+    # the first samples would be timed behind the throughput rounds' thousands of events.
+    await tap.catch_up()
     created: dict[str, float] = {}
     created_wall: dict[str, float] = {}
     names: dict[str, str] = {}

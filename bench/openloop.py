@@ -97,6 +97,10 @@ class TopicReader:
         await asyncio.gather(*self._keeping_up, return_exceptions=True)
         self._keeping_up = []
 
+    async def catch_up(self, timeout: float = 60) -> None:
+        """Read up to the high watermarks, so the next samples do not wait behind a backlog."""
+        await read_until(self, {}, lambda _: None, lambda: False, timeout=timeout, until=self)
+
     async def caught_up(self) -> bool:
         """Whether every consumer has read up to its partition's high watermark."""
         for consumer in self.consumers:
@@ -147,7 +151,7 @@ async def topic_reader(bootstrap: str, topic: str) -> TopicReader:
         # end offset: that offset can fall inside a stored batch, and from there this broker's
         # fetches returned nothing at all (seen after the throughput rounds: 37 records short
         # of the high watermark for 30 s, then 0 of 600 events).
-        await read_until(reader, {}, lambda _: None, lambda: False, timeout=60, until=reader)
+        await reader.catch_up()
     except BaseException:
         await reader.stop()
         raise
