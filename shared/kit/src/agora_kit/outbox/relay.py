@@ -7,10 +7,9 @@ rows are re-sent by the next leader: at-least-once, never lost). When the leader
 dies, Postgres ends its session and releases the lock, and a standby takes over.
 
 The leader wakes on ``LISTEN`` (``enqueue`` notifies at commit) with a polling fallback,
-sends batches in id order (the next one while the broker still writes the one before), and
-marks published only the acknowledged prefix. On a failure it records the error on the
-first failed row, backs off (bounded, exponential, jittered), and recreates its producer
-after a fatal error.
+sends a batch in id order, awaits every ack, and marks published only the acknowledged
+prefix. On a failure it records the error on the first failed row, backs off (bounded,
+exponential, jittered), and recreates its producer after a fatal error.
 """
 
 from __future__ import annotations
@@ -242,10 +241,6 @@ class OutboxRelay:
             await self._maybe_retention(conn)
             await self._update_metrics(conn)
             if full:
-                continue
-            if self._publisher.in_flight:
-                # Rows committed meanwhile go out behind the batch the broker is writing.
-                await self._publisher.wait(self._wake, self._config.poll_interval_s)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_s)
