@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agora_notifier import models
 from agora_notifier.planning import PLANNERS, final_attempt, secret_context
-from agora_notifier.postman import Postman, Ready, Result
+from agora_notifier.postman import Postman, Prepared
 from agora_notifier.records import record
 from agora_notifier.sendpath import Claimed
 from agora_notifier.wording import Links
@@ -53,7 +53,7 @@ class NotifierHandlers:
                 # redelivery finds the event claimed and only resumes the deliveries.
                 session = uow.session
                 recorded: list[Claimed] | None = None  # None: a redelivery, look them up
-                prepared: list[Ready | Result] = []
+                prepared: list[Prepared] = []
                 if await claim(session, models.inbox, group=ctx.group, event_id=envelope.id):
                     planned = await planner(session, envelope, event, self._links)
                     domain = self._postman.config.message_id_domain

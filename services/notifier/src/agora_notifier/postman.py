@@ -80,19 +80,13 @@ class Postman:
         *,
         secrets: Mapping[str, str],
         attempt: int,
-        ids: Sequence[int] | None = None,
     ) -> None:
-        """Attempt every unfinished delivery of ``envelope``; raise if any must be retried.
-
-        ``ids`` are its deliveries when the caller just recorded them; None looks them up.
-        """
-        if ids is None:
-            async with self._session_factory() as session:
-                query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
-                ids = (await session.scalars(query)).all()
+        """Attempt every unfinished delivery of ``envelope``; raise if any must be retried."""
+        async with self._session_factory() as session:
+            query = sa.select(D.c.id).where(D.c.event_id == envelope.id).order_by(D.c.id)
+            ids = (await session.scalars(query)).all()
         final = attempt >= self.config.max_attempts
-        outcomes = [await self._attempt(i, secrets, final=final) for i in ids]
-        _raise_for(outcomes)
+        _raise_for([(i, await self._attempt(i, secrets, final=final)) for i in ids])
 
     async def prepare(
         self,
@@ -101,21 +95,21 @@ class Postman:
         *,
         secrets: Mapping[str, str],
         attempt: int,
-    ) -> list[Ready | Result]:
+    ) -> list[Prepared]:
         """In the caller's transaction, take fresh deliveries as far as ``sending``.
 
         The caller has just recorded them, so the rows need no claim; once it commits,
         :meth:`finish` sends what is ready. One transaction where an attempt takes two.
         """
         final = attempt >= self.config.max_attempts
-        return [await self._prepare(uow, d, secrets, final=final) for d in deliveries]
+        return [(d.id, await self._prepare(uow, d, secrets, final=final)) for d in deliveries]
 
-    async def finish(self, prepared: Sequence[Ready | Result], *, attempt: int) -> None:
+    async def finish(self, prepared: Sequence[Prepared], *, attempt: int) -> None:
         """After the :meth:`prepare` transaction committed: send, mark, raise as ``deliver``."""
         final = attempt >= self.config.max_attempts
         outcomes = [
-            await self._send(p.delivery, p.message, final=final) if isinstance(p, Ready) else p
-            for p in prepared
+            (i, await self._send(p.delivery, p.message, final=final) if isinstance(p, Ready) else p)
+            for i, p in prepared
         ]
         _raise_for(outcomes)
 
@@ -270,12 +264,18 @@ class Ready:
 
 #: What came of one attempt: its outcome, and the reason or error.
 Result = tuple[Outcome, str]
+#: A fresh delivery's id and how far :meth:`Postman.prepare` took it.
+Prepared = tuple[int, Ready | Result]
 
 
-def _raise_for(outcomes: Sequence[Result]) -> None:
+def _raise_for(outcomes: Sequence[tuple[int, Result]]) -> None:
     """Raise if a delivery must be retried (transient) or failed for good (permanent)."""
-    retry = [detail for outcome, detail in outcomes if outcome is Outcome.RETRY]
-    failed = [detail for outcome, detail in outcomes if outcome is Outcome.FAILED]
+    retry = [
+        f"delivery {i}: {detail}" for i, (outcome, detail) in outcomes if outcome is Outcome.RETRY
+    ]
+    failed = [
+        f"delivery {i}: {detail}" for i, (outcome, detail) in outcomes if outcome is Outcome.FAILED
+    ]
     # A transient failure keeps the event on the retry path; a permanently failed
     # sibling is then attempted again too (harmless: a refusal delivers nothing).
     if retry:
